@@ -1,0 +1,1 @@
+"""Everything that is not a variant: data, task, running, measuring, storing, reporting."""

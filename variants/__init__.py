@@ -1,0 +1,61 @@
+"""The registry: variant name -> "module:Class", imported only when asked for, so the NumPy
+variant runs without importing TensorFlow."""
+
+from __future__ import annotations
+
+import importlib
+
+REGISTRY: dict[str, str] = {
+    "numpy_scratch": "variants.numpy_scratch:NumpyScratch",
+    "tf1_graph": "variants.tf1_graph:TF1Graph",
+    "tf1_lowlevel": "variants.tf1_lowlevel:TF1LowLevel",
+    "tf2_eager": "variants.tf2_tape:TF2Eager",
+    "tf2_function": "variants.tf2_tape:TF2Function",
+    "tf2_function_xla": "variants.tf2_tape:TF2FunctionXLA",
+    "keras_sequential": "variants.keras_sequential:KerasSequential",
+    "keras_functional": "variants.keras_functional:KerasFunctional",
+    "keras_subclass": "variants.keras_subclass:KerasSubclass",
+    "keras_train_on_batch": "variants.keras_train_on_batch:KerasTrainOnBatch",
+}
+
+REFERENCE = "numpy_scratch"
+
+REQUIRED_METHODS = ("build", "train_epoch", "predict", "get_weights")
+
+
+class VariantLoadError(Exception):
+    """A variant name or `module:Class` path that cannot be used; the message says why."""
+
+
+def resolve(name_or_path: str) -> str:
+    """A registry name or a user's `package.module:Class` -> its `module:Class` path."""
+    if name_or_path in REGISTRY:
+        return REGISTRY[name_or_path]
+    if ":" in name_or_path:
+        return name_or_path
+    known = ", ".join(REGISTRY)
+    raise VariantLoadError(
+        f"unknown variant {name_or_path!r}: use one of {known}, or a 'package.module:Class' path"
+    )
+
+
+def load(name_or_path: str) -> type:
+    """Import the variant class and check that it follows the Variant protocol."""
+    path = resolve(name_or_path)
+    module_name, _, class_name = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import-time failure is the user's module, not ours
+        raise VariantLoadError(
+            f"cannot import {module_name!r} for variant {name_or_path!r}: {exc.__class__.__name__}: {exc}"
+        ) from exc
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise VariantLoadError(f"module {module_name!r} has no class {class_name!r}")
+    missing = [m for m in REQUIRED_METHODS if not callable(getattr(cls, m, None))]
+    missing += [a for a in ("name", "api_level") if not isinstance(getattr(cls, a, None), str)]
+    if missing:
+        raise VariantLoadError(
+            f"{path} does not follow the Variant protocol (variants/base.py): missing {', '.join(missing)}"
+        )
+    return cls

@@ -1,0 +1,102 @@
+"""The contract between the harness and a variant: the model spec, the optimizers, the protocol.
+
+Only NumPy arrays cross this boundary. The harness owns the data, the split, the initial
+weights and the order of batches; a variant receives them and only trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A dense ReLU network ending in `num_classes` logits; loss = mean softmax cross-entropy."""
+
+    input_size: int
+    hidden: tuple[int, ...] = (512, 256)
+    num_classes: int = 10
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        return (self.input_size, *self.hidden, self.num_classes)
+
+    @property
+    def weight_shapes(self) -> list[tuple[int, ...]]:
+        """Shapes in the order every variant uses: [W1 (in, out), b1 (out,), W2, b2, ...]."""
+        sizes = self.layer_sizes
+        shapes: list[tuple[int, ...]] = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            shapes += [(fan_in, fan_out), (fan_out,)]
+        return shapes
+
+    @property
+    def param_count(self) -> int:
+        return sum(int(np.prod(s)) for s in self.weight_shapes)
+
+
+@dataclass(frozen=True)
+class SGD:
+    """w -= lr * g"""
+
+    lr: float = 0.1
+
+
+@dataclass(frozen=True)
+class Momentum:
+    """Heavy-ball momentum as Keras writes it: v = momentum * v - lr * g; w += v."""
+
+    lr: float = 0.05
+    momentum: float = 0.9
+
+
+@dataclass(frozen=True)
+class Adam:
+    """Adam as Keras and tf.compat.v1 compute it: the bias correction is folded into the step
+    size and epsilon sits outside the square root, w -= lr_t * m / (sqrt(v) + epsilon).
+
+    beta_2 defaults to float32(0.999) because Keras rounds it through float32 in its bias
+    correction and TF1 does not; a value exact in float32 makes both agree. epsilon is Keras'
+    1e-7 (TF1's default is 1e-8), so every variant must pass it explicitly.
+    """
+
+    lr: float = 1e-3
+    beta_1: float = float(np.float32(0.9))
+    beta_2: float = float(np.float32(0.999))
+    epsilon: float = 1e-7
+
+
+Optimizer = SGD | Momentum | Adam
+
+
+@runtime_checkable
+class Variant(Protocol):
+    """One implementation of the task at one API level.
+
+    A Protocol rather than a base class, so a Keras variant may still inherit `keras.Model`.
+    """
+
+    name: ClassVar[str]
+    api_level: ClassVar[str]
+
+    def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
+        """Create the model and the optimizer, then load `init_weights` (float32, in
+        `spec.weight_shapes` order)."""
+        ...
+
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
+        """Train on x (n, input_size) float32 and y (n,) int64 in the order given, in
+        consecutive batches of `batch_size` (the last may be short); never shuffle.
+        Return the exact loss of every step, shape (ceil(n / batch_size),)."""
+        ...
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Logits (n, num_classes) as float32."""
+        ...
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Current weights, in `spec.weight_shapes` order, as NumPy arrays."""
+        ...
