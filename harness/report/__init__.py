@@ -1,0 +1,1 @@
+"""Figures (PNG) and the HTML page, built from stored results only: a report never re-runs."""
