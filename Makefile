@@ -1,0 +1,35 @@
+# Every target sets up what it needs: `make run` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup run test bench lint system-deps
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# constraints.txt pins every version this suite was last verified with
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# The default comparison: every variant on the embedded digits dataset, 3 seeds.
+run: setup
+	$(BIN)/mlpbench run
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	bash .ci/bench
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Optional Debian packages: real Fashion-MNIST data and a browser for the report test.
+# Tests that need them are skipped, with the reason, when they are missing.
+system-deps:
+	apt-get update -qq
+	apt-get install -y -qq dataset-fashion-mnist chromium
