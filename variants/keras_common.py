@@ -1,0 +1,78 @@
+"""What the Keras `fit` variants share: the optimizer, compile, and fit with the loss of every step.
+
+They differ only in how the model is built, which each variant's `make_model` does."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import keras
+import numpy as np
+
+from variants.base import SGD, Adam, ModelSpec, Momentum, Optimizer
+
+
+def keras_optimizer(opt: Optimizer) -> keras.optimizers.Optimizer:
+    if isinstance(opt, SGD):
+        return keras.optimizers.SGD(learning_rate=opt.lr)
+    if isinstance(opt, Momentum):
+        return keras.optimizers.SGD(learning_rate=opt.lr, momentum=opt.momentum)
+    if isinstance(opt, Adam):
+        return keras.optimizers.Adam(
+            learning_rate=opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon
+        )
+    raise TypeError(f"unknown optimizer {opt!r}")
+
+
+def compile_model(model: keras.Model, optimizer: Optimizer, metrics=None) -> None:
+    model.compile(
+        optimizer=keras_optimizer(optimizer),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=metrics,
+        # "auto" turns XLA on when a GPU is visible; XLA is measured by a variant of its own.
+        jit_compile=False,
+    )
+
+
+class BatchLoss(keras.metrics.Metric):
+    """The loss of the current batch only: `logs["loss"]` is the running mean of the epoch."""
+
+    def __init__(self, name="batch_loss"):
+        super().__init__(name=name)
+        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.value = self.add_variable(shape=(), initializer="zeros", name="value")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.value.assign(self.loss_fn(y_true, y_pred))
+
+    def result(self):
+        return self.value
+
+
+class KerasFit(ABC):
+    """A Keras model trained with `model.fit`; subclasses say how the model is built."""
+
+    @abstractmethod
+    def make_model(self, spec: ModelSpec) -> keras.Model: ...
+
+    def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
+        self.model = self.make_model(spec)
+        self.model.set_weights(init_weights)
+        compile_model(self.model, optimizer, metrics=[BatchLoss()])
+
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
+        losses = []
+        keep = keras.callbacks.LambdaCallback(
+            on_train_batch_end=lambda batch, logs: losses.append(logs["batch_loss"])
+        )
+        self.model.fit(
+            x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0, callbacks=[keep]
+        )
+        return np.array(losses)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        # One forward call, as the `predict` docstring advises when the input fits in one batch.
+        return keras.ops.convert_to_numpy(self.model(x))
+
+    def get_weights(self) -> list[np.ndarray]:
+        return self.model.get_weights()

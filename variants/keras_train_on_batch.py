@@ -1,0 +1,39 @@
+"""The MLP as a `keras.Sequential` stack, trained by a Python loop of `model.train_on_batch`."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from variants.base import ModelSpec, Optimizer
+from variants.keras_common import compile_model
+
+
+class KerasTrainOnBatch:
+    name = "keras_train_on_batch"
+    api_level = "Keras train_on_batch loop"
+
+    def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
+        self.model = keras.Sequential(
+            [
+                keras.Input(shape=(spec.input_size,)),
+                *[keras.layers.Dense(h, activation="relu") for h in spec.hidden],
+                keras.layers.Dense(spec.num_classes),
+            ]
+        )
+        self.model.set_weights(init_weights)
+        compile_model(self.model, optimizer)
+
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
+        # train_on_batch resets the metrics first, so the loss it returns is this batch's alone.
+        losses = []
+        for s in range(0, len(x), batch_size):
+            losses.append(self.model.train_on_batch(x[s : s + batch_size], y[s : s + batch_size]))
+        return np.array(losses)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        # One forward call, as the `predict` docstring advises when the input fits in one batch.
+        return keras.ops.convert_to_numpy(self.model(x))
+
+    def get_weights(self) -> list[np.ndarray]:
+        return self.model.get_weights()
