@@ -1,14 +1,54 @@
 """Datasets: loading and validation. Every loader returns pixels scaled to [0, 1] as float32
-(n, features) and labels as int64 (n,) in [0, 10)."""
+(n, features) and labels as int64 (n,) in [0, 10).
+
+Files are read and checked here, once, so that a bad file stops a run with one line naming
+the file and the fix instead of a shape error deep inside a variant. Nothing is fetched
+from the network unless `download=True` is passed explicitly."""
 
 from __future__ import annotations
 
+import gzip
+import os
+import struct
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 DATASETS = ("digits", "fashion-mnist", "mnist")
+
+# Where Debian's dataset-fashion-mnist package installs the four gzipped IDX files.
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+# The standard IDX names shared by MNIST and Fashion-MNIST, without the optional ".gz".
+TRAIN_IMAGES = "train-images-idx3-ubyte"
+TRAIN_LABELS = "train-labels-idx1-ubyte"
+TEST_IMAGES = "t10k-images-idx3-ubyte"
+TEST_LABELS = "t10k-labels-idx1-ubyte"
+IDX_NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+
+# The file keras.datasets.mnist.load_data caches, and the arrays it holds.
+MNIST_NPZ = "mnist.npz"
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+# IDX magic number: two zero bytes, a data type code (0x08 = unsigned byte), the number of
+# dimensions. Each dimension follows as a big-endian uint32, then the data.
+IMAGES_MAGIC = 0x00000803
+LABELS_MAGIC = 0x00000801
+UBYTE = 0x08
+IMAGE_SHAPE = (28, 28)
+NUM_CLASSES = 10
+
+IDX_HELP = (
+    "pass --data-dir DIR with the four IDX files "
+    "({train,t10k}-images-idx3-ubyte, {train,t10k}-labels-idx1-ubyte, .gz optional)"
+)
+MNIST_HELP = (
+    "pass --data-dir DIR holding the four IDX files (.gz or raw) or mnist.npz, "
+    "or pass --download to fetch mnist.npz with Keras"
+)
 
 
 class DatasetError(Exception):
@@ -37,7 +77,306 @@ def load_digits() -> Dataset:
     return Dataset("digits", x_tr, y_tr, x_te, y_te)
 
 
-def load(name: str, data_dir: str | Path | None = None) -> Dataset:
+def load_fashion_mnist(data_dir: str | Path | None = None) -> Dataset:
+    """Fashion-MNIST from four IDX files, by default where Debian installs them."""
+    if data_dir is None:
+        directory = FASHION_MNIST_DIR
+        missing = "install it with `apt-get install dataset-fashion-mnist` or " + IDX_HELP
+        damaged = "reinstall it with `apt-get install --reinstall dataset-fashion-mnist`"
+    else:
+        directory = Path(data_dir)
+        missing = IDX_HELP
+        damaged = "replace it with an intact copy"
+    _require_dir("fashion-mnist", directory, missing)
+    paths = [_find_idx("fashion-mnist", directory, name, missing) for name in IDX_NAMES]
+    return _load_idx_set("fashion-mnist", paths, damaged)
+
+
+def load_mnist(data_dir: str | Path | None, download: bool = False) -> Dataset:
+    """MNIST from the directory the user names: the four IDX files, gzipped or raw, or the
+    mnist.npz that keras.datasets.mnist saves (a path to that file works too). With
+    `download=True` and no data there yet, mnist.npz is fetched first (see download_mnist)."""
+    if data_dir is None and not download:
+        raise DatasetError(f"mnist: no data directory given; {MNIST_HELP}")
+    directory = Path(data_dir) if data_dir is not None else default_download_dir()
+    damaged = "replace it with an intact copy"
+    if directory.suffix == ".npz" and not directory.is_dir():  # the file, not its directory
+        if not directory.is_file():
+            raise DatasetError(f"mnist: {directory} not found; {MNIST_HELP}")
+        return _load_npz("mnist", directory, damaged)
+    if download and not (_has_idx_set(directory) or (directory / MNIST_NPZ).is_file()):
+        download_mnist(directory)
+    _require_dir("mnist", directory, MNIST_HELP)
+    # IDX first: they are the original distribution; mnist.npz is the Keras repackaging.
+    if _has_idx_set(directory) or not (directory / MNIST_NPZ).exists():
+        paths = [_find_idx("mnist", directory, name, MNIST_HELP) for name in IDX_NAMES]
+        return _load_idx_set("mnist", paths, damaged)
+    return _load_npz("mnist", directory / MNIST_NPZ, damaged)
+
+
+def default_download_dir() -> Path:
+    """Where `download=True` puts mnist.npz when no directory is named: the user's cache."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "mlpbench" / "mnist"
+
+
+def download_mnist(dest_dir: str | Path) -> Path:
+    """Fetch MNIST with keras.datasets.mnist.load_data and save it as dest_dir/mnist.npz
+    (keys x_train, y_train, x_test, y_test). Needs the network; runs only when asked."""
+    dest = Path(dest_dir)
+    try:
+        # Imported here so that loading local files never imports TensorFlow or Keras.
+        from keras.datasets import mnist
+    except ImportError as e:
+        raise DatasetError(
+            f"mnist: cannot download: Keras is not importable ({e}); install tensorflow "
+            "or pass --data-dir DIR holding the IDX files or mnist.npz"
+        ) from e
+    try:
+        (x_train, y_train), (x_test, y_test) = mnist.load_data()
+    except Exception as e:  # Keras wraps network failures in a plain Exception.
+        raise DatasetError(
+            f"mnist: download failed ({_one_line(e)}); check the network or pass "
+            "--data-dir DIR holding the IDX files or mnist.npz"
+        ) from e
+    path = dest / MNIST_NPZ
+    partial = dest / (MNIST_NPZ + ".part")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        # A file object, so that np.savez does not append ".npz" to the temporary name;
+        # the rename makes an interrupted download leave no half-written mnist.npz behind.
+        with open(partial, "wb") as f:
+            np.savez(f, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+        os.replace(partial, path)
+    except OSError as e:
+        raise DatasetError(
+            f"mnist: cannot write {path} ({_one_line(e)}); pass --data-dir DIR that is writable"
+        ) from e
+    return path
+
+
+def load(name: str, data_dir: str | Path | None = None, download: bool = False) -> Dataset:
+    """The dataset called `name` (one of DATASETS). `data_dir` names a directory of files
+    (mnist, fashion-mnist); `download=True` lets mnist be fetched when it is not there."""
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
+    if download and name != "mnist":
+        raise DatasetError(f"{name}: --download applies only to mnist; drop it")
     if name == "digits":
+        if data_dir is not None:
+            raise DatasetError(
+                "digits: built into scikit-learn, it reads no files; drop --data-dir"
+            )
         return load_digits()
-    raise DatasetError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
+    if name == "fashion-mnist":
+        return load_fashion_mnist(data_dir)
+    return load_mnist(data_dir, download=download)
+
+
+# IDX files
+
+
+def _read_idx_images(path: Path, dataset: str, fix: str) -> np.ndarray:
+    """(n, 28, 28) uint8 images from an IDX file (gzipped if the name ends in .gz)."""
+    images = _read_idx(path, dataset, fix, IMAGES_MAGIC, "images")
+    if images.shape[1:] != IMAGE_SHAPE:
+        rows, cols = images.shape[1:]
+        raise DatasetError(
+            f"{dataset}: {path}: images are {rows}x{cols}, expected 28x28; "
+            "is it an MNIST-format file?"
+        )
+    return images
+
+
+def _read_idx_labels(path: Path, dataset: str, fix: str) -> np.ndarray:
+    """(n,) uint8 labels in 0..9 from an IDX file (gzipped if the name ends in .gz)."""
+    labels = _read_idx(path, dataset, fix, LABELS_MAGIC, "labels")
+    _check_labels(labels, dataset, path, fix)
+    return labels
+
+
+def _read_idx(path: Path, dataset: str, fix: str, magic: int, kind: str) -> np.ndarray:
+    data = _read_bytes(path, dataset, fix)
+    where = f"{dataset}: {path}"
+    if len(data) < 4:
+        raise DatasetError(f"{where}: truncated: {len(data)} bytes, no IDX header; {fix}")
+    (found,) = struct.unpack(">I", data[:4])
+    if found != magic:
+        raise DatasetError(f"{where}: {_magic_problem(found, magic, kind, path)}")
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DatasetError(
+            f"{where}: truncated: {len(data)} bytes, shorter than the {header}-byte header; {fix}"
+        )
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    n = dims[0]
+    if n == 0:
+        raise DatasetError(f"{where}: header declares 0 {kind}; {fix}")
+    item = int(np.prod(dims[1:], dtype=np.int64))
+    expected = n * item
+    held = len(data) - header
+    if held < expected:
+        raise DatasetError(
+            f"{where}: truncated: header declares {n} {kind}, file holds {held // max(item, 1)}"
+            f"; {fix}"
+        )
+    if held > expected:
+        raise DatasetError(
+            f"{where}: {held - expected} bytes after the {n} {kind} the header declares; {fix}"
+        )
+    # A read-only view of the bytes: scaling (images) and astype (labels) make the copies.
+    return np.frombuffer(data, dtype=np.uint8, count=expected, offset=header).reshape(dims)
+
+
+def _read_bytes(path: Path, dataset: str, fix: str) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DatasetError(
+            f"{dataset}: {path}: cannot read ({_one_line(e)}); check its permissions"
+        ) from e
+    if path.suffix != ".gz":
+        return raw
+    try:
+        # One call over the whole file: much faster than streaming through gzip.open.
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+        raise DatasetError(
+            f"{dataset}: {path}: not a valid gzip file ({_one_line(e)}); {fix}"
+        ) from e
+
+
+def _magic_problem(found: int, expected: int, kind: str, path: Path) -> str:
+    """Why a magic number is wrong, phrased to point at the likely mix-up."""
+    head = f"wrong magic number 0x{found:08X} (expected 0x{expected:08X} for {kind})"
+    if found == IMAGES_MAGIC:
+        return f"{head}: is it an images file?"
+    if found == LABELS_MAGIC:
+        return f"{head}: is it a labels file?"
+    if found >> 16 == 0x1F8B:
+        return f"{head}: it is gzip-compressed; name it {path.name}.gz"
+    if found >> 16 != 0:
+        return f"{head}: not an IDX file"
+    if (found >> 8) & 0xFF != UBYTE:
+        return f"{head}: IDX data type 0x{(found >> 8) & 0xFF:02X}, only 0x08 (ubyte) is read"
+    return f"{head}: {found & 0xFF} dimensions, expected {expected & 0xFF}"
+
+
+def _find_idx(dataset: str, directory: Path, name: str, missing: str) -> Path:
+    for candidate in (directory / f"{name}.gz", directory / name):
+        if candidate.is_file():
+            return candidate
+    raise DatasetError(f"{dataset}: {directory / name}.gz not found (nor without .gz); {missing}")
+
+
+def _has_idx_set(directory: Path) -> bool:
+    return all((directory / f"{n}.gz").is_file() or (directory / n).is_file() for n in IDX_NAMES)
+
+
+def _load_idx_set(dataset: str, paths: list[Path], fix: str) -> Dataset:
+    train_images, train_labels, test_images, test_labels = paths
+    x_train = _read_idx_images(train_images, dataset, fix)
+    y_train = _read_idx_labels(train_labels, dataset, fix)
+    _check_pair(dataset, len(x_train), len(y_train), train_images, train_labels)
+    x_test = _read_idx_images(test_images, dataset, fix)
+    y_test = _read_idx_labels(test_labels, dataset, fix)
+    _check_pair(dataset, len(x_test), len(y_test), test_images, test_labels)
+    return Dataset(
+        dataset,
+        _scale(x_train),
+        y_train.astype(np.int64),
+        _scale(x_test),
+        y_test.astype(np.int64),
+    )
+
+
+# mnist.npz
+
+
+def _load_npz(dataset: str, path: Path, fix: str) -> Dataset:
+    where = f"{dataset}: {path}"
+    try:
+        # allow_pickle=False: a data file must not be able to run code.
+        loaded = np.load(path, allow_pickle=False)
+        is_archive = isinstance(loaded, np.lib.npyio.NpzFile)  # else a bare .npy array
+        held: list[str] = []
+        arrays: dict[str, np.ndarray] = {}
+        if is_archive:
+            with loaded as f:
+                held = list(f.files)
+                arrays = {k: f[k] for k in NPZ_KEYS if k in held}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DatasetError(f"{where}: not a readable .npz file ({_one_line(e)}); {fix}") from e
+    if not is_archive:
+        raise DatasetError(f"{where}: a single .npy array, not an .npz archive; {fix}")
+    absent = [k for k in NPZ_KEYS if k not in arrays]
+    if absent:
+        raise DatasetError(
+            f"{where}: missing {', '.join(absent)} (holds {', '.join(held) or 'nothing'}); "
+            f"expected {', '.join(NPZ_KEYS)} as keras.datasets.mnist saves them"
+        )
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE or len(x) == 0:
+            raise DatasetError(
+                f"{where}: x_{split} is {x.dtype} {x.shape}, expected uint8 (n, 28, 28); {fix}"
+            )
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise DatasetError(
+                f"{where}: y_{split} is {y.dtype} {y.shape}, expected integer (n,); {fix}"
+            )
+        if len(x) != len(y):
+            raise DatasetError(
+                f"{where}: x_{split} holds {len(x)} images but y_{split} {len(y)} labels; {fix}"
+            )
+        _check_labels(y, dataset, path, fix, key=f"y_{split}")
+    return Dataset(
+        dataset,
+        _scale(arrays["x_train"]),
+        arrays["y_train"].astype(np.int64),
+        _scale(arrays["x_test"]),
+        arrays["y_test"].astype(np.int64),
+    )
+
+
+# Shared checks and conversions
+
+
+def _check_labels(y: np.ndarray, dataset: str, path: Path, fix: str, key: str = "") -> None:
+    bad = np.flatnonzero((y < 0) | (y >= NUM_CLASSES))
+    if bad.size:
+        i = int(bad[0])
+        what = f"{key}[{i}]" if key else f"label at index {i}"
+        raise DatasetError(
+            f"{dataset}: {path}: {what} is {int(y[i])}, outside 0..{NUM_CLASSES - 1} "
+            f"({bad.size} of {len(y)} labels out of range); {fix}"
+        )
+
+
+def _check_pair(dataset: str, n_images: int, n_labels: int, images: Path, labels: Path) -> None:
+    if n_images != n_labels:
+        raise DatasetError(
+            f"{dataset}: {images} holds {n_images} images but {labels} holds {n_labels} labels; "
+            "both files must come from the same set"
+        )
+
+
+def _scale(images: np.ndarray) -> np.ndarray:
+    """(n, 28, 28) uint8 -> (n, 784) float32 in [0, 1]. Division rather than multiplication
+    by 1/255, so that 255 maps to exactly 1.0."""
+    x = images.reshape(len(images), -1).astype(np.float32)
+    x /= np.float32(255)
+    return x
+
+
+def _require_dir(dataset: str, directory: Path, missing: str) -> None:
+    if not directory.exists():
+        raise DatasetError(f"{dataset}: {directory} not found; {missing}")
+    if not directory.is_dir():
+        raise DatasetError(f"{dataset}: {directory} is not a directory; {missing}")
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception's message on one line, so that every DatasetError stays one line."""
+    return " ".join(str(e).split()) or type(e).__name__
