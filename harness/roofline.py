@@ -1,0 +1,298 @@
+"""The roofline: FLOPs per training sample from the spec, and the machine's GEMM throughput at
+the task's layer shapes, measured with NumPy and with TensorFlow in the same run.
+
+A variant's `roofline_fraction` is its achieved FLOP/s (samples/s x FLOPs per sample) over the
+larger of the two measured GEMM throughputs. The calibration times exactly the matrix products
+of one training step and nothing else, so a fraction of 1.0 means the variant ran as if its
+step were only GEMMs at the speed this machine does them.
+
+    python -m harness.roofline --input-size 784 --hidden 512,256 --batch-size 128
+
+prints the calibration as JSON on stdout (the runner runs it once per suite in a subprocess).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+
+from variants.base import ModelSpec
+
+# Thread settings that change GEMM throughput; recorded with every calibration.
+THREAD_ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+    "TF_ENABLE_ONEDNN_OPTS",
+)
+
+
+def gemm_shapes(spec: ModelSpec, batch_size: int) -> list[tuple[str, int, int, int]]:
+    """The matrix products of one training step as (role, m, k, n) for an (m,k) @ (k,n) product,
+    in the order the step runs them. Layer l maps `fan_in` to `fan_out`:
+    forward   z_l  = a_l @ W_l        (B, in) @ (in, out)
+    weight    dW_l = a_l.T @ dz_l     (in, B) @ (B, out)
+    input     da_l = dz_l @ W_l.T     (B, out) @ (out, in), for every layer but the first
+    """
+    layers = list(pairwise(spec.layer_sizes))
+    shapes = [("forward", batch_size, fan_in, fan_out) for fan_in, fan_out in layers]
+    for index in range(len(layers) - 1, -1, -1):
+        fan_in, fan_out = layers[index]
+        shapes.append(("weight_grad", fan_in, batch_size, fan_out))
+        if index > 0:
+            shapes.append(("input_grad", batch_size, fan_out, fan_in))
+    return shapes
+
+
+def flops_per_sample(spec: ModelSpec) -> int:
+    """Training FLOPs per sample: the matrix products of the forward and the backward pass.
+
+    A dense layer with `in` inputs and `out` outputs costs 2*in*out FLOPs per sample (one
+    multiply and one add per weight) in each product it takes part in:
+    - forward   z = a @ W:        2*in*out
+    - backward  dW = a.T @ dz:    2*in*out
+    - backward  da = dz @ W.T:    2*in*out, except in the first layer, whose input is the data
+      and needs no gradient.
+    So the total is 3x the forward FLOPs minus 2*input_size*hidden[0]; for 784-512-256-10 that
+    is 3 * 1,070,080 - 802,816 = 2,407,424.
+
+    Elementwise work is not counted: bias adds, ReLU and its mask, softmax cross-entropy, the
+    bias gradients and the optimizer update are O(in + out) per sample (the update is O(params)
+    per step, not per sample), a few percent of the GEMMs at these widths, and they run at
+    memory speed, not at the GEMM roofline this count is compared against.
+    """
+    shapes = gemm_shapes(spec, batch_size=1)
+    return sum(2 * m * k * n for _, m, k, n in shapes)
+
+
+def roofline_fraction(
+    samples_per_second: float, flops_per_sample: int, peak_gflops: float
+) -> float:
+    """Achieved FLOP/s over the measured peak: 1.0 means the variant's step cost only its GEMMs."""
+    return samples_per_second * flops_per_sample / (peak_gflops * 1e9)
+
+
+def _operands(spec: ModelSpec, batch_size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A batch in [0, 1) and Glorot-scaled kernels, so that values stay near 1 through the chain
+    (no overflow, no denormals to slow the products down)."""
+    rng = np.random.default_rng(0)
+    x = rng.random((batch_size, spec.input_size), dtype=np.float32)
+    kernels = []
+    for fan_in, fan_out in pairwise(spec.layer_sizes):
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        kernels.append(rng.uniform(-limit, limit, (fan_in, fan_out)).astype(np.float32))
+    return x, kernels
+
+
+def _numpy_step(x: np.ndarray, kernels: list[np.ndarray]) -> Callable[[], object]:
+    """The step's GEMMs as one dependent chain, as the NumPy variant does them: forward, then
+    backward using the logits as the output gradient. Outputs are preallocated so that only
+    the products are timed; transposes are views, which BLAS takes as flags, not copies."""
+    batch = x.shape[0]
+    zs = [np.empty((batch, w.shape[1]), np.float32) for w in kernels]
+    dws = [np.empty_like(w) for w in kernels]
+    das = [np.empty((batch, w.shape[0]), np.float32) for w in kernels]
+
+    def step() -> object:
+        a = x
+        for w, z in zip(kernels, zs, strict=True):
+            np.matmul(a, w, out=z)
+            a = z
+        dz = zs[-1]
+        for index in range(len(kernels) - 1, -1, -1):
+            inputs = zs[index - 1] if index > 0 else x
+            np.matmul(inputs.T, dz, out=dws[index])
+            if index > 0:
+                np.matmul(dz, kernels[index].T, out=das[index])
+                dz = das[index]
+        return dws
+
+    return step
+
+
+def _tensorflow_step(x: np.ndarray, kernels: list[np.ndarray]) -> tuple[Callable[[], object], str]:
+    """The same chain as one tf.function, with the transposes as MatMul's flags (as TF's own
+    MatMul gradient does). The operands are arguments, not captured constants, so graph
+    optimisation cannot fold the products away; every weight gradient is returned and fetched
+    to host memory, so a timed call ends only when all products are done."""
+    import tensorflow as tf
+
+    @tf.function
+    def chain(x: tf.Tensor, kernels: list[tf.Tensor]) -> list[tf.Tensor]:
+        zs = []
+        a = x
+        for w in kernels:
+            a = tf.matmul(a, w)
+            zs.append(a)
+        dz = zs[-1]
+        dws = [None] * len(kernels)
+        for index in range(len(kernels) - 1, -1, -1):
+            inputs = zs[index - 1] if index > 0 else x
+            dws[index] = tf.matmul(inputs, dz, transpose_a=True)
+            if index > 0:
+                dz = tf.matmul(dz, kernels[index], transpose_b=True)
+        return dws
+
+    x_t = tf.constant(x)
+    kernels_t = [tf.constant(w) for w in kernels]
+
+    def step() -> object:
+        return [dw.numpy() for dw in chain(x_t, kernels_t)]
+
+    device = chain(x_t, kernels_t)[0].device
+    return step, device
+
+
+def _warm_up(step: Callable[[], object], seconds: float, min_calls: int = 3) -> float:
+    """Run until warm (tracing, thread pools, caches) and return the fastest call's seconds.
+    The fastest, not the median: on a shared machine a busy moment during warm-up would
+    otherwise shrink every later sample to a call or two."""
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_calls or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return min(times[1:])
+
+
+def thread_settings() -> dict[str, Any]:
+    """The thread counts NumPy's BLAS and TensorFlow use here (defaults are left untouched)."""
+    info: dict[str, Any] = {
+        "cpu_count": os.cpu_count(),
+        "env": {k: os.environ[k] for k in THREAD_ENV_VARS if k in os.environ},
+    }
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["numpy_blas"] = [
+            {k: pool.get(k) for k in ("internal_api", "num_threads", "version", "architecture")}
+            for pool in threadpool_info()
+            if pool.get("user_api") == "blas"
+        ]
+    except ImportError:  # threadpoolctl comes with scikit-learn; without it, say so
+        info["numpy_blas"] = "unknown (threadpoolctl not installed)"
+    if "tensorflow" in sys.modules:
+        tf = sys.modules["tensorflow"]
+        # 0 means "TensorFlow's default", which is one thread per core for intra-op work.
+        info["tensorflow_intra_op"] = tf.config.threading.get_intra_op_parallelism_threads()
+        info["tensorflow_inter_op"] = tf.config.threading.get_inter_op_parallelism_threads()
+    return info
+
+
+def calibrate(
+    spec: ModelSpec,
+    batch_size: int,
+    min_seconds: float = 2.0,
+    repeats: int = 10,
+    warmup_seconds: float = 0.3,
+    max_seconds: float | None = None,
+    backends: tuple[str, ...] = ("numpy", "tensorflow"),
+) -> dict[str, Any]:
+    """Measure the GEMM throughput of one training step's products at `spec`'s layer sizes.
+
+    Each backend is warmed up, then timed in `repeats` samples of about
+    `min_seconds / repeats` seconds each; the backends alternate sample by sample (ABAB..., the
+    order flipped every repeat) so that both see the same load on a shared machine. Every
+    sample is kept, in GFLOP/s; the reported throughput is the median, and the best sample is
+    reported beside it. A busy machine can make samples far longer than planned: after
+    `max_seconds` of timing (default 10 x min_seconds) no new repeat starts, once every backend
+    has at least 3 samples.
+    """
+    budget = 10 * min_seconds if max_seconds is None else max_seconds
+    x, kernels = _operands(spec, batch_size)
+    steps: dict[str, Callable[[], object]] = {}
+    device = {"numpy": "cpu"}
+    for backend in backends:
+        if backend == "numpy":
+            steps["numpy"] = _numpy_step(x, kernels)
+        elif backend == "tensorflow":
+            steps["tensorflow"], device["tensorflow"] = _tensorflow_step(x, kernels)
+        else:
+            raise ValueError(f"unknown backend {backend!r}: use 'numpy' or 'tensorflow'")
+
+    step_flops = flops_per_sample(spec) * batch_size
+    inner: dict[str, int] = {}
+    for name, step in steps.items():
+        seconds = _warm_up(step, warmup_seconds)
+        inner[name] = max(1, round(min_seconds / repeats / seconds))
+
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    order = list(steps)
+    timing_start = time.perf_counter()
+    for r in range(repeats):
+        if r >= 3 and time.perf_counter() - timing_start > budget:
+            break
+        for name in order if r % 2 == 0 else order[::-1]:
+            step, n = steps[name], inner[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                step()
+            elapsed = time.perf_counter() - t0
+            samples[name].append(step_flops * n / elapsed / 1e9)
+
+    medians = {name: statistics.median(s) for name, s in samples.items()}
+    return {
+        "numpy_gflops": medians.get("numpy"),
+        "tensorflow_gflops": medians.get("tensorflow"),
+        "peak_gflops": max(medians.values()),
+        "flops_per_sample": flops_per_sample(spec),
+        "numpy_gflops_best": max(samples["numpy"]) if "numpy" in samples else None,
+        "tensorflow_gflops_best": max(samples["tensorflow"]) if "tensorflow" in samples else None,
+        "samples": samples,
+        "calls_per_sample": inner,
+        "batch_size": batch_size,
+        "layer_sizes": list(spec.layer_sizes),
+        "gemms": [list(s) for s in gemm_shapes(spec, batch_size)],
+        "device": device,
+        "threads": thread_settings(),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.roofline",
+        description="Measure GEMM throughput at the task's layer sizes; print JSON on stdout.",
+    )
+    parser.add_argument("--input-size", type=int, required=True)
+    parser.add_argument("--hidden", required=True, help="comma-separated widths, e.g. 512,256")
+    parser.add_argument("--num-classes", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, required=True)
+    parser.add_argument("--min-seconds", type=float, default=2.0, help="timed seconds per backend")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument(
+        "--backends", default="numpy,tensorflow", help="comma-separated: numpy, tensorflow"
+    )
+    args = parser.parse_args(argv)
+    # TensorFlow's C++ start-up lines go to stderr; keep them short. stdout carries only JSON.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    spec = ModelSpec(
+        input_size=args.input_size,
+        hidden=tuple(int(h) for h in args.hidden.split(",") if h),
+        num_classes=args.num_classes,
+    )
+    result = calibrate(
+        spec,
+        args.batch_size,
+        min_seconds=args.min_seconds,
+        repeats=args.repeats,
+        backends=tuple(b.strip() for b in args.backends.split(",") if b.strip()),
+    )
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
