@@ -1,0 +1,74 @@
+"""The MLP as a TF1 graph: placeholders, variables, a train op from a tf.compat.v1 optimizer,
+run in a Session.
+
+The graph is built inside its own `tf.Graph()` rather than after `disable_eager_execution()`,
+which is process-wide and would break eager code and Keras running in the same process."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from variants.base import SGD, Adam, ModelSpec, Momentum, Optimizer
+
+v1 = tf.compat.v1
+
+
+def make_optimizer(opt: Optimizer) -> v1.train.Optimizer:
+    if isinstance(opt, SGD):
+        return v1.train.GradientDescentOptimizer(opt.lr)
+    if isinstance(opt, Momentum):
+        # TF1 keeps a = m * a + g; w -= lr * a, which for a constant lr takes the same steps as
+        # the v = m * v - lr * g; w += v of the spec (v = -lr * a).
+        return v1.train.MomentumOptimizer(opt.lr, opt.momentum)
+    if isinstance(opt, Adam):
+        # TF1's default epsilon is 1e-8, the spec's is Keras' 1e-7: pass all of them.
+        return v1.train.AdamOptimizer(
+            opt.lr, beta1=opt.beta_1, beta2=opt.beta_2, epsilon=opt.epsilon
+        )
+    raise TypeError(f"unknown optimizer {opt!r}")
+
+
+class TF1Graph:
+    name = "tf1_graph"
+    api_level = "tf.compat.v1 graph + Session"
+
+    def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
+        graph = tf.Graph()
+        with graph.as_default():
+            # A None batch dimension lets one graph take full batches, the short last one and
+            # the whole test set.
+            self.x = v1.placeholder(tf.float32, (None, spec.input_size), name="x")
+            self.y = v1.placeholder(tf.int64, (None,), name="y")
+            # The harness' arrays become the variables' initial values.
+            self.params = [v1.Variable(w, name=f"param{i}") for i, w in enumerate(init_weights)]
+
+            *hidden, (W, b) = zip(self.params[::2], self.params[1::2], strict=True)
+            h = self.x
+            for W_i, b_i in hidden:
+                h = tf.nn.relu(tf.matmul(h, W_i) + b_i)  # (B, fan_out)
+            self.logits = tf.matmul(h, W) + b  # (B, num_classes)
+
+            self.loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=self.y, logits=self.logits)
+            )
+            self.train_op = make_optimizer(optimizer).minimize(self.loss)
+            init = v1.global_variables_initializer()
+        graph.finalize()  # any op added from now on would be a bug (and a leak)
+        self.sess = v1.Session(graph=graph)
+        self.sess.run(init)
+
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
+        losses = []
+        for s in range(0, len(x), batch_size):
+            feed = {self.x: x[s : s + batch_size], self.y: y[s : s + batch_size]}
+            # One run: the loss is computed from the weights before this step's update.
+            loss, _ = self.sess.run([self.loss, self.train_op], feed)
+            losses.append(loss)
+        return np.array(losses)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.sess.run(self.logits, {self.x: x})
+
+    def get_weights(self) -> list[np.ndarray]:
+        return self.sess.run(self.params)

@@ -1,0 +1,96 @@
+"""The MLP in TF2 core: `tf.Variable` weights, a `tf.GradientTape` step and a Keras optimizer.
+
+The same step runs three ways: eagerly, traced into a graph by `tf.function`, and compiled by
+XLA (`tf.function(jit_compile=True)`)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from variants.base import SGD, Adam, ModelSpec, Momentum, Optimizer
+
+
+def make_optimizer(opt: Optimizer) -> keras.optimizers.Optimizer:
+    if isinstance(opt, SGD):
+        return keras.optimizers.SGD(learning_rate=opt.lr)
+    if isinstance(opt, Momentum):
+        return keras.optimizers.SGD(learning_rate=opt.lr, momentum=opt.momentum)
+    if isinstance(opt, Adam):
+        return keras.optimizers.Adam(
+            learning_rate=opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon
+        )
+    raise TypeError(f"unknown optimizer {opt!r}")
+
+
+class TapeMLP:
+    """The model and its training step; subclasses say only how the step is compiled."""
+
+    def compile(self, step, input_signature):
+        raise NotImplementedError
+
+    def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
+        self.params = [tf.Variable(w, name=f"param{i}") for i, w in enumerate(init_weights)]
+        self.optimizer = make_optimizer(optimizer)
+        # Create the slot variables (momentum, Adam's m and v) here: a tf.function whose first
+        # trace creates variables is traced a second time.
+        self.optimizer.build(self.params)
+        # A None batch dimension: the short last batch reuses the same trace.
+        signature = [
+            tf.TensorSpec((None, spec.input_size), tf.float32),
+            tf.TensorSpec((None,), tf.int64),
+        ]
+        self.train_step = self.compile(self.step, signature)
+
+    def forward(self, x: tf.Tensor) -> tf.Tensor:
+        *hidden, (W, b) = zip(self.params[::2], self.params[1::2], strict=True)
+        h = x
+        for W_i, b_i in hidden:
+            h = tf.nn.relu(h @ W_i + b_i)  # (B, fan_out)
+        return h @ W + b  # (B, num_classes)
+
+    def step(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            logits = self.forward(x)
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+            )
+        grads = tape.gradient(loss, self.params)
+        self.optimizer.apply_gradients(zip(grads, self.params, strict=True))
+        return loss
+
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
+        batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)  # in order
+        return np.array([self.train_step(xb, yb).numpy() for xb, yb in batches])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x).numpy()
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [p.numpy() for p in self.params]
+
+
+class TF2Eager(TapeMLP):
+    name = "tf2_eager"
+    api_level = "TF2 tf.Variable + GradientTape, eager"
+
+    def compile(self, step, input_signature):
+        return step  # every op runs as Python reaches it
+
+
+class TF2Function(TapeMLP):
+    name = "tf2_function"
+    api_level = "TF2 tf.Variable + GradientTape in tf.function"
+
+    def compile(self, step, input_signature):
+        return tf.function(step, input_signature=input_signature)
+
+
+class TF2FunctionXLA(TapeMLP):
+    name = "tf2_function_xla"
+    api_level = "TF2 tf.Variable + GradientTape in tf.function(jit_compile=True)"
+
+    def compile(self, step, input_signature):
+        # XLA compiles once per concrete input shape: the short last batch is compiled once more.
+        return tf.function(step, input_signature=input_signature, jit_compile=True)
