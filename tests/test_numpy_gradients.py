@@ -26,7 +26,7 @@ def test_backward_matches_central_differences():
     v.params = [w.astype(np.float64) for w in weights]  # float64 so differences are exact enough
     before = [p.copy() for p in v.params]
     v.train_step(x, y)  # with SGD(lr=1), before - after is the gradient
-    analytic = [b - a for b, a in zip(before, v.params)]
+    analytic = [b - a for b, a in zip(before, v.params, strict=True)]
 
     eps = 1e-6
     for k, p in enumerate(before):

@@ -38,7 +38,7 @@ def test_parity_with_numpy(name, optimizer_name, digits_task, references):
     gap = np.abs(losses - ref_losses)
     assert gap.max() < LOSS_TOL, f"step {gap.argmax()}: |dloss| = {gap.max():.2e}"
     assert sum(w.size for w in weights) == sum(w.size for w in ref_weights)
-    for w, r in zip(weights, ref_weights):
+    for w, r in zip(weights, ref_weights, strict=True):
         np.testing.assert_allclose(w, r, atol=1e-4)
     y = digits_task.y_test
     correct = (logits.argmax(1) == y).sum()

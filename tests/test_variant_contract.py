@@ -23,7 +23,7 @@ def test_variant_contract(name, digits_task):
     v.build(digits_task.spec, Adam(lr=1e-3), digits_task.init_weights)
 
     # The weights it starts from are exactly the harness' weights.
-    for got, want in zip(v.get_weights(), digits_task.init_weights):
+    for got, want in zip(v.get_weights(), digits_task.init_weights, strict=True):
         np.testing.assert_array_equal(np.asarray(got), want)
 
     epoch_means = []
@@ -44,5 +44,5 @@ def test_variant_contract(name, digits_task):
     assert sum(np.size(w) for w in weights) == digits_task.spec.param_count
     # Training changed the weights, and never the arrays the harness handed over.
     assert not np.allclose(np.asarray(weights[0]), before[0])
-    for w, b in zip(digits_task.init_weights, before):
+    for w, b in zip(digits_task.init_weights, before, strict=True):
         np.testing.assert_array_equal(w, b)

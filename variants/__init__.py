@@ -47,7 +47,8 @@ def load(name_or_path: str) -> type:
         module = importlib.import_module(module_name)
     except Exception as exc:  # any import-time failure is the user's module, not ours
         raise VariantLoadError(
-            f"cannot import {module_name!r} for variant {name_or_path!r}: {exc.__class__.__name__}: {exc}"
+            f"cannot import {module_name!r} for variant {name_or_path!r}: "
+            f"{exc.__class__.__name__}: {exc}"
         ) from exc
     cls = getattr(module, class_name, None)
     if cls is None:
@@ -56,6 +57,7 @@ def load(name_or_path: str) -> type:
     missing += [a for a in ("name", "api_level") if not isinstance(getattr(cls, a, None), str)]
     if missing:
         raise VariantLoadError(
-            f"{path} does not follow the Variant protocol (variants/base.py): missing {', '.join(missing)}"
+            f"{path} does not follow the Variant protocol (variants/base.py): "
+            f"missing {', '.join(missing)}"
         )
     return cls

@@ -29,7 +29,7 @@ class ModelSpec:
         """Shapes in the order every variant uses: [W1 (in, out), b1 (out,), W2, b2, ...]."""
         sizes = self.layer_sizes
         shapes: list[tuple[int, ...]] = []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
             shapes += [(fan_in, fan_out), (fan_out,)]
         return shapes
 

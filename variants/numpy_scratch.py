@@ -60,7 +60,7 @@ class NumpyScratch:
         if isinstance(opt, Adam):
             # bias correction folded into the step size, epsilon outside the sqrt (as TF does)
             lr_t = opt.lr * np.sqrt(1 - opt.beta_2**self.t) / (1 - opt.beta_1**self.t)
-        for p, g, m_i, v_i in zip(self.params, grads, m, v):
+        for p, g, m_i, v_i in zip(self.params, grads, m, v, strict=True):
             if isinstance(opt, SGD):
                 p -= opt.lr * g
             elif isinstance(opt, Momentum):
@@ -74,7 +74,9 @@ class NumpyScratch:
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
         starts = range(0, len(x), batch_size)
-        return np.array([self.train_step(x[s : s + batch_size], y[s : s + batch_size]) for s in starts])
+        return np.array(
+            [self.train_step(x[s : s + batch_size], y[s : s + batch_size]) for s in starts]
+        )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)[0]
