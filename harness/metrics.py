@@ -1,0 +1,71 @@
+"""The numbers reported for a run, computed in one place from what the worker measured, so
+every variant is scored by the same code."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+PARITY_TOLERANCE = 1e-5
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)  # shift for stability; the result is unchanged
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean softmax cross-entropy of integer `labels` under `logits` (n, classes)."""
+    logp = log_softmax(logits)
+    return float(-logp[np.arange(len(labels)), labels].mean())
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float((np.asarray(logits).argmax(axis=1) == labels).mean())
+
+
+def batch_sizes(n: int, batch_size: int) -> np.ndarray:
+    """The size of every step of an epoch over n samples: full batches, then a short one."""
+    sizes = np.full(math.ceil(n / batch_size), batch_size, dtype=np.int64)
+    if n % batch_size:
+        sizes[-1] = n % batch_size
+    return sizes
+
+
+def epoch_train_loss(step_losses: np.ndarray, n: int, batch_size: int) -> float:
+    """Mean step loss weighted by batch size over an epoch of n samples."""
+    return float(np.average(step_losses, weights=batch_sizes(n, batch_size)))
+
+
+def steady_throughput(samples_per_epoch: int, seconds: Sequence[float]) -> float:
+    """Samples per second over epochs 2..N: epoch 1 holds tracing and compilation, which is
+    reported on its own as first-step time. With one epoch there is nothing else to use."""
+    timed = list(seconds[1:]) if len(seconds) > 1 else list(seconds)
+    total = float(sum(timed))
+    return samples_per_epoch * len(timed) / total if total > 0 else math.nan
+
+
+def time_to_target(
+    accuracies: Sequence[float], seconds: Sequence[float], target: float
+) -> tuple[int | None, float | None]:
+    """The first epoch (1-based) whose test accuracy reaches `target`, and the training
+    seconds spent up to the end of it; (None, None) if never reached."""
+    elapsed = 0.0
+    for epoch, (acc, sec) in enumerate(zip(accuracies, seconds, strict=True), start=1):
+        elapsed += sec
+        if acc >= target:
+            return epoch, elapsed
+    return None, None
+
+
+def max_abs_diff(losses: np.ndarray, reference: np.ndarray) -> float | None:
+    """max |loss - reference| over steps; None when the two runs do not have the same steps
+    (one of them stopped early), because a partial comparison would look better than it is."""
+    a, b = np.asarray(losses, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape or a.size == 0:
+        return None
+    diff = np.abs(a - b)
+    return float("inf") if not np.all(np.isfinite(diff)) else float(diff.max())

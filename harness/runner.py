@@ -1,0 +1,597 @@
+"""Plans a suite of (variant, seed) runs, starts a worker process for each, survives whatever
+the workers do, and writes the results folder after every run.
+
+One run at a time by default, so that no run's timing is disturbed by another's; `--jobs N`
+trades that for speed and is recorded in the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+import variants
+from harness import environment, metrics, storage
+from harness.datasets import Dataset
+from harness.loc import SourceInfo
+from harness.task import make_task
+from harness.worker import WorkerConfig, optimizer_to_dict
+from variants.base import Optimizer
+
+# A resumed suite keeps these runs: both are finished measurements (a divergence is the
+# outcome of the settings, and would only repeat). Failed, timed-out and pending runs are
+# run again, since a crash, an OOM kill or a timeout may be the machine's fault.
+KEEP_ON_RESUME = ("ok", "diverged")
+# Settings that may change between a suite and its `--resume` without changing any result.
+RESUMABLE_CHANGES = ("timeout", "jobs", "calibrate")
+POLL_SECONDS = 0.25  # how often timeouts are checked while waiting for events
+
+
+class SuiteError(Exception):
+    """A suite that cannot start as asked (bad input found while planning): exit status 2."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything `mlpbench run` was asked to do, validated."""
+
+    variants: tuple[str, ...]  # names as results show them: registry name or module:Class
+    variant_paths: tuple[tuple[str, str], ...]  # (name, "module:Class") for each variant
+    dataset: str
+    data_dir: str | None
+    epochs: int
+    batch_size: int
+    optimizer: Optimizer
+    hidden: tuple[int, ...]
+    seeds: tuple[int, ...]
+    device: str
+    parity: bool
+    target_accuracy: float
+    timeout: float
+    jobs: int
+    calibrate: bool
+    out: Path
+    resume: bool = False
+    force: bool = False
+    argv: tuple[str, ...] = ()
+
+    def path_of(self, variant: str) -> str:
+        return dict(self.variant_paths)[variant]
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {
+            "variants": list(self.variants),
+            "variant_paths": dict(self.variant_paths),
+            "dataset": self.dataset,
+            "data_dir": self.data_dir,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "optimizer": optimizer_to_dict(self.optimizer),
+            "hidden": list(self.hidden),
+            "seeds": list(self.seeds),
+            "device": self.device,
+            "parity": self.parity,
+            "reference": variants.REFERENCE if self.parity else None,
+            "target_accuracy": self.target_accuracy,
+            "timeout": self.timeout,
+            "jobs": self.jobs,
+            "calibrate": self.calibrate,
+        }
+
+
+@dataclass
+class RunRecord:
+    """What the manifest says about one (variant, seed); filled in as its worker reports."""
+
+    variant: str
+    seed: int
+    status: str = "pending"
+    error: str | None = None
+    device: str | None = None
+    api_level: str | None = None
+    started: str | None = None
+    wall_seconds: float | None = None
+    first_step_seconds: float | None = None
+    peak_rss_mb: float | None = None
+    params: int | None = None
+    task_fingerprint: str | None = None
+    log: str | None = None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.variant, self.seed
+
+
+class Listener(Protocol):
+    """Progress display; the runner itself prints nothing."""
+
+    def suite_started(self, total: int, already_done: int) -> None: ...
+    def run_started(self, record: RunRecord) -> None: ...
+    def epoch_finished(self, record: RunRecord, epoch: int, loss: float, acc: float) -> None: ...
+    def run_finished(self, record: RunRecord, summary: dict[str, Any]) -> None: ...
+    def note(self, message: str) -> None: ...
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def check_resumable(config: RunConfig, manifest: dict[str, Any]) -> None:
+    """A resumed suite must be the same experiment, or its runs would not be comparable."""
+    old, new = manifest.get("config", {}), config.to_manifest()
+    changed = [k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
+    if changed:
+        k = changed[0]
+        raise SuiteError(
+            f"--resume: {config.out} was run with {k}={old.get(k)!r}, not {new[k]!r}; "
+            "use the same settings, or --force to start over"
+        )
+
+
+def clear_results_dir(path: Path) -> None:
+    """--force: remove an earlier suite, but never a folder that is not one."""
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise SuiteError(f"--out {path} is a file")
+    if any(path.iterdir()) and not (path / storage.MANIFEST).exists():
+        raise SuiteError(f"refusing to overwrite {path}: it is not a results folder")
+    shutil.rmtree(path)
+
+
+def _last_exception_line(log: Path) -> str | None:
+    """The `Type: message` line a Python traceback ends with, if the log has one."""
+    try:
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return None
+    for line in reversed(lines):
+        head = line.split(":", 1)[0]
+        if head.replace(".", "").replace("_", "").isalnum() and head[:1].isupper():
+            if head.endswith(("Error", "Exception", "Exit", "Interrupt")):
+                return line
+    return lines[-1] if lines else None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+class Worker:
+    """One running worker process: its pipe of events, read on a thread into a shared queue."""
+
+    def __init__(
+        self, record: RunRecord, config: WorkerConfig, env: dict[str, str], log: Path, events: Any
+    ) -> None:
+        self.record = record
+        read_fd, write_fd = os.pipe()
+        self.spawn_time = time.time()
+        config = WorkerConfig(
+            **{**asdict(config), "spawn_time": self.spawn_time, "event_fd": write_fd}
+        )
+        cmd = [sys.executable, "-X", "faulthandler", "-m", "harness.worker", config.to_json()]
+        with open(log, "w", encoding="utf-8") as f:
+            f.write(f"# {record.variant} seed {record.seed}, started {utc_now()}\n")
+        with open(log, "ab") as log_file:
+            self.process = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                pass_fds=(write_fd,),
+                env=env,
+                # its own process group: a timeout kills everything it started, and the
+                # terminal's Ctrl-C reaches only the runner, which then stops it cleanly
+                start_new_session=True,
+            )
+        os.close(write_fd)  # the worker holds the only write end: its exit means EOF
+        self.timed_out = False
+        self.final: dict[str, Any] | None = None
+        self.thread = threading.Thread(target=self._read, args=(read_fd, events), daemon=True)
+        self.thread.start()
+
+    def _read(self, fd: int, events: queue.Queue[tuple[Worker, dict[str, Any] | None]]) -> None:
+        with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as stream:
+            for line in stream:
+                try:
+                    events.put((self, json.loads(line)))
+                except ValueError:
+                    continue  # a torn line from a killed worker
+        events.put((self, None))
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    @property
+    def elapsed(self) -> float:
+        return time.time() - self.spawn_time
+
+
+class Suite:
+    """One `mlpbench run`: plan, prepare (tasks, resume), execute, write."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        dataset: Dataset,
+        sources: dict[str, SourceInfo | None],
+        listener: Listener,
+    ) -> None:
+        self.config = config
+        self.dataset = dataset
+        self.sources = sources
+        self.listener = listener
+        # Seed-major order: every variant of seed 0, then seed 1... so a slow drift in the
+        # machine's load spreads over all variants instead of landing on one.
+        self.records = [RunRecord(v, s) for s in config.seeds for v in config.variants]
+        self.steps: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self.epochs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self.manifest: dict[str, Any] = {}
+        self.task_files: dict[int, Path] = {}
+        self.tmp = Path(tempfile.mkdtemp(prefix="mlpbench-tasks-"))
+
+    # -- preparation ---------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Everything before the first worker starts; raises SuiteError on bad input."""
+        out = self.config.out
+        previous = None
+        if self.config.resume and (out / storage.MANIFEST).exists():
+            try:
+                previous = storage.load_results(out)
+            except storage.ResultsError as exc:
+                raise SuiteError(f"--resume: {exc}") from None
+            check_resumable(self.config, previous.manifest)
+        elif self.config.force:
+            clear_results_dir(out)
+
+        tasks = {}
+        for seed in self.config.seeds:
+            task = make_task(self.dataset, self.config.hidden, self.config.epochs, seed)
+            path = self.tmp / f"seed{seed}.npz"
+            task.save(path)
+            self.task_files[seed] = path
+            tasks[str(seed)] = {
+                "fingerprint": task.fingerprint(),
+                "n_train": int(len(task.x_train)),
+                "n_test": int(len(task.x_test)),
+                "input_size": task.spec.input_size,
+                "params": task.spec.param_count,
+            }
+
+        if previous is not None:
+            self._restore(previous, tasks)
+        else:
+            self.manifest = {
+                "schema_version": storage.SCHEMA_VERSION,
+                "name": out.name,
+                "created": utc_now(),
+                "finished": None,
+                "command": " ".join(self.config.argv),
+                "argv": list(self.config.argv),
+                "config": self.config.to_manifest(),
+                "environment": environment.fingerprint(list(self.config.argv)),
+                "tasks": tasks,
+                "calibration": None,
+                "runs": [],
+            }
+        (out / "logs").mkdir(parents=True, exist_ok=True)
+
+    def _restore(self, previous: storage.Results, tasks: dict[str, Any]) -> None:
+        for seed, info in tasks.items():
+            old = previous.manifest.get("tasks", {}).get(seed, {}).get("fingerprint")
+            if old != info["fingerprint"]:
+                raise SuiteError(
+                    f"--resume: the task for seed {seed} differs from the one in "
+                    f"{self.config.out} (data changed?); use --force to start over"
+                )
+        self.manifest = previous.manifest
+        self.manifest["config"] = self.config.to_manifest()
+        self.manifest["finished"] = None
+        self.manifest.setdefault("resumed", []).append(
+            {"time": utc_now(), "command": " ".join(self.config.argv)}
+        )
+        old_runs = {(r["variant"], int(r["seed"])): r for r in previous.manifest.get("runs", [])}
+        for i, record in enumerate(self.records):
+            old = old_runs.get(record.key)
+            if old is None or old.get("status") not in KEEP_ON_RESUME:
+                continue
+            self.records[i] = RunRecord(**{k: old.get(k) for k in asdict(record)})
+            for frame, store in ((previous.steps, self.steps), (previous.epochs, self.epochs)):
+                mine = frame[(frame["variant"] == record.variant) & (frame["seed"] == record.seed)]
+                store[record.key] = mine.to_dict("records")
+
+    # -- execution -----------------------------------------------------------------------------
+
+    def execute(self) -> int:
+        """Run every pending run; return the exit status (0 all ok, 1 any failure or parity
+        failure, 130 interrupted)."""
+        todo = deque(r for r in self.records if r.status not in KEEP_ON_RESUME)
+        self.listener.suite_started(len(self.records), len(self.records) - len(todo))
+        if self.config.jobs > 1:
+            self.listener.note(
+                f"--jobs {self.config.jobs}: runs share the CPU, their timings disturb each other"
+            )
+        events: queue.Queue[tuple[Worker, dict[str, Any] | None]] = queue.Queue()
+        active: dict[int, Worker] = {}
+        try:
+            self.save()
+            while todo or active:
+                while todo and len(active) < self.config.jobs:
+                    worker = self._start(todo.popleft(), events)
+                    active[id(worker)] = worker
+                try:
+                    worker, event = events.get(timeout=POLL_SECONDS)
+                except queue.Empty:
+                    worker, event = None, None
+                if worker is not None and event is not None:
+                    self._on_event(worker, event)
+                elif worker is not None:  # its pipe closed: the process is gone or going
+                    worker.process.wait()
+                    del active[id(worker)]
+                    self._finish(worker)
+                for w in active.values():
+                    if not w.timed_out and w.elapsed > self.config.timeout:
+                        w.timed_out = True
+                        w.kill()
+            self._calibrate()
+            self.manifest["finished"] = utc_now()
+            self.save()
+        except KeyboardInterrupt:
+            for w in active.values():
+                w.kill()
+                w.process.wait()
+                self._reset(w.record)
+            self.save()
+            return 130
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        failed = any(r.status != "ok" for r in self.records)
+        return 1 if failed or self.summary()["parity_pass"].eq(False).any() else 0
+
+    def _reset(self, record: RunRecord) -> None:
+        """An interrupted run is not a result: back to pending, its partial rows dropped."""
+        fresh = RunRecord(record.variant, record.seed)
+        for k, v in asdict(fresh).items():
+            setattr(record, k, v)
+        self.steps.pop(record.key, None)
+        self.epochs.pop(record.key, None)
+
+    def _worker_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # the worker imports user classes the way `python -m` here would: from this folder
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), env.get("PYTHONPATH")) if p)
+        if self.config.device == "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = "-1"  # TensorFlow then sees no GPU at all
+        return env
+
+    def _start(self, record: RunRecord, events: queue.Queue[Any]) -> Worker:
+        self._reset(record)
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in record.variant)
+        log = self.config.out / "logs" / f"{safe}-seed{record.seed}.log"
+        record.log = str(log.relative_to(self.config.out))
+        record.started = utc_now()
+        self.steps[record.key], self.epochs[record.key] = [], []
+        config = WorkerConfig(
+            task_path=str(self.task_files[record.seed]),
+            variant=record.variant,
+            variant_path=self.config.path_of(record.variant),
+            optimizer=optimizer_to_dict(self.config.optimizer),
+            batch_size=self.config.batch_size,
+            epochs=self.config.epochs,
+            device=self.config.device,
+        )
+        self.listener.run_started(record)
+        return Worker(record, config, self._worker_env(), log, events)
+
+    def _on_event(self, worker: Worker, event: dict[str, Any]) -> None:
+        record, kind = worker.record, event.get("event")
+        if kind == "start":
+            record.api_level = event.get("api_level")
+            record.device = event.get("device")
+            record.params = event.get("params")
+        elif kind == "epoch":
+            self._add_epoch(record, event)
+        elif kind in ("done", "diverged", "error"):
+            worker.final = event
+            record.peak_rss_mb = event.get("peak_rss_mb")
+            if event.get("tensorflow"):
+                environment.merge_runtime(self.manifest["environment"], event["tensorflow"])
+
+    def _add_epoch(self, record: RunRecord, event: dict[str, Any]) -> None:
+        epoch, losses = int(event["epoch"]), event["losses"]
+        steps = self.steps[record.key]
+        first = len(steps) + 1
+        steps += [
+            {"variant": record.variant, "seed": record.seed, "epoch": epoch, "step": first + i,
+             "loss": loss}
+            for i, loss in enumerate(losses)
+        ]  # fmt: skip
+        if "first_step_seconds" in event:
+            record.first_step_seconds = event["first_step_seconds"]
+        if "test_accuracy" not in event:
+            return  # a diverged epoch: its steps are kept, it has no evaluation
+        n = len(self.dataset.x_train)
+        self.epochs[record.key].append(
+            {
+                "variant": record.variant,
+                "seed": record.seed,
+                "epoch": epoch,
+                "train_loss": event["train_loss"],
+                "test_loss": event["test_loss"],
+                "test_accuracy": event["test_accuracy"],
+                "seconds": event["seconds"],
+                "samples_per_second": n / event["seconds"] if event["seconds"] > 0 else None,
+            }
+        )
+        self.listener.epoch_finished(record, epoch, event["train_loss"], event["test_accuracy"])
+
+    def _finish(self, worker: Worker) -> None:
+        record, final, code = worker.record, worker.final, worker.process.returncode
+        record.wall_seconds = round(worker.elapsed, 3)
+        record.status, record.error = self._classify(worker, final, code)
+        if record.status == "ok" and final is not None:
+            record.task_fingerprint = final.get("task_fingerprint")
+            expected = self.manifest["tasks"][str(record.seed)]["fingerprint"]
+            if record.task_fingerprint != expected:
+                record.status = "failed"
+                record.error = "the variant changed the arrays of the task it was given"
+            elif len(self.epochs[record.key]) != self.config.epochs:
+                record.status = "failed"
+                done = len(self.epochs[record.key])
+                record.error = f"reported {done} epochs, not {self.config.epochs}"
+        self.save()
+        row = next(r for r in self.summary().to_dict("records") if r["variant"] == record.variant
+                   and r["seed"] == record.seed)  # fmt: skip
+        self.listener.run_finished(record, row)
+
+    def _classify(
+        self, worker: Worker, final: dict[str, Any] | None, code: int
+    ) -> tuple[str, str | None]:
+        if worker.timed_out:
+            return "timeout", f"no result after {self.config.timeout:g} s; killed"
+        if final is not None and final["event"] == "done":
+            return "ok", None
+        if final is not None and final["event"] == "diverged":
+            return "diverged", (
+                f"loss became {final['loss']} at step {final['step']} (epoch {final['epoch']})"
+            )
+        if final is not None:
+            return "failed", final.get("error")
+        if code < 0:
+            name = _signal_name(-code)
+            hint = " (out of memory?)" if name == "SIGKILL" else ""
+            return "failed", f"killed by signal {name}{hint}"
+        line = _last_exception_line(self.config.out / (worker.record.log or ""))
+        if code != 0:
+            return "failed", f"exited with status {code}" + (f": {line}" if line else "")
+        return "failed", "exited without reporting a result"
+
+    # -- results -------------------------------------------------------------------------------
+
+    def _calibrate(self) -> None:
+        """The roofline calibration, once per suite and after every run so that it disturbs
+        none; its absence or failure only leaves the roofline columns empty."""
+        if not self.config.calibrate or (self.manifest.get("calibration") or {}).get("peak_gflops"):
+            return
+        if find_spec("harness.roofline") is None:
+            return
+        spec = self.manifest["tasks"][str(self.config.seeds[0])]
+        cmd = [
+            sys.executable, "-m", "harness.roofline",
+            "--input-size", str(spec["input_size"]),
+            "--hidden", ",".join(map(str, self.config.hidden)),
+            "--batch-size", str(self.config.batch_size),
+        ]  # fmt: skip
+        self.listener.note("calibrating the roofline (harness.roofline)")
+        try:
+            out = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=300, env=self._worker_env()
+            )
+            lines = out.stdout.strip().splitlines()
+            result = json.loads(lines[-1]) if out.returncode == 0 and lines else None
+        except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+            result, out = None, exc
+        if not isinstance(result, dict):
+            detail = getattr(out, "stderr", None) or str(out)
+            error = " ".join(str(detail).strip().splitlines()[-1:])
+            self.manifest["calibration"] = {"error": error or "no output"}
+            self.listener.note(f"roofline calibration failed: {error}")
+            return
+        self.manifest["calibration"] = result
+
+    def summary(self) -> pd.DataFrame:
+        """One row per run, from the records and the step and epoch rows."""
+        calibration = self.manifest.get("calibration") or {}
+        reference = {
+            r.seed: self._losses(r.key)
+            for r in self.records
+            if r.variant == variants.REFERENCE and r.status == "ok"
+        }
+        n = len(self.dataset.x_train)
+        rows = []
+        for r in self.records:
+            source = self.sources.get(r.variant)
+            row: dict[str, Any] = {
+                "variant": r.variant,
+                "seed": r.seed,
+                "status": r.status,
+                "error": r.error,
+                "api_level": r.api_level or (source.api_level if source else None),
+                "device": r.device,
+                "first_step_seconds": r.first_step_seconds,
+                "peak_rss_mb": r.peak_rss_mb,
+                "params": r.params,
+                "loc": source.loc if source else None,
+                "source_sha256": source.sha256 if source else None,
+            }
+            epochs = self.epochs.get(r.key, [])
+            if r.status == "ok" and epochs:
+                acc = [e["test_accuracy"] for e in epochs]
+                sec = [e["seconds"] for e in epochs]
+                to_target = metrics.time_to_target(acc, sec, self.config.target_accuracy)
+                row.update(
+                    test_accuracy=acc[-1],
+                    test_loss=epochs[-1]["test_loss"],
+                    samples_per_second=metrics.steady_throughput(n, sec),
+                    epochs_to_target=to_target[0],
+                    seconds_to_target=to_target[1],
+                )
+            if self.config.parity and r.seed in reference and r.status == "ok":
+                gap = metrics.max_abs_diff(self._losses(r.key), reference[r.seed])
+                if gap is not None:
+                    row.update(parity_max_abs_diff=gap, parity_pass=gap < metrics.PARITY_TOLERANCE)
+            fps = calibration.get("flops_per_sample")
+            if fps:
+                row["flops_per_sample"] = fps
+                if row.get("samples_per_second") and calibration.get("peak_gflops"):
+                    achieved = row["samples_per_second"] * fps / 1e9
+                    row["roofline_fraction"] = achieved / calibration["peak_gflops"]
+            rows.append(row)
+        return pd.DataFrame(rows).reindex(columns=storage.SUMMARY_COLUMNS)
+
+    def _losses(self, key: tuple[str, int]) -> np.ndarray:
+        return np.array([s["loss"] for s in self.steps.get(key, [])], dtype=np.float64)
+
+    def save(self) -> None:
+        self.manifest["runs"] = [asdict(r) for r in self.records]
+
+        def frame(store: dict[tuple[str, int], list[dict[str, Any]]], cols: list[str]) -> Any:
+            # only finished runs: rows of a run still going would look like a short result
+            rows = [
+                row for r in self.records if r.status != "pending" for row in store.get(r.key, [])
+            ]
+            return pd.DataFrame(rows, columns=cols) if rows else storage.empty_frame(cols)
+
+        storage.save_results(
+            storage.Results(
+                path=self.config.out,
+                manifest=self.manifest,
+                steps=frame(self.steps, storage.STEPS_COLUMNS),
+                epochs=frame(self.epochs, storage.EPOCHS_COLUMNS),
+                summary=self.summary(),
+            )
+        )

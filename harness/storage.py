@@ -1,0 +1,165 @@
+"""A results folder on disk: written atomically, read back by the runner (`--resume`) and by
+reports. The schema is documented in results/README.md; this module is its single source of
+column names."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+
+MANIFEST = "manifest.json"
+STEPS = "steps.csv"
+EPOCHS = "epochs.csv"
+SUMMARY = "summary.csv"
+
+STEPS_COLUMNS = ["variant", "seed", "epoch", "step", "loss"]
+EPOCHS_COLUMNS = [
+    "variant",
+    "seed",
+    "epoch",
+    "train_loss",
+    "test_loss",
+    "test_accuracy",
+    "seconds",
+    "samples_per_second",
+]
+SUMMARY_COLUMNS = [
+    "variant",
+    "seed",
+    "status",
+    "error",
+    "api_level",
+    "device",
+    "test_accuracy",
+    "test_loss",
+    "samples_per_second",
+    "first_step_seconds",
+    "peak_rss_mb",
+    "epochs_to_target",
+    "seconds_to_target",
+    "params",
+    "loc",
+    "source_sha256",
+    "parity_max_abs_diff",
+    "parity_pass",
+    "flops_per_sample",
+    "roofline_fraction",
+]
+# Integer and boolean columns that may hold missing values: read them as pandas' nullable
+# dtypes so that a failed run's empty cell does not turn the whole column into floats.
+_NULLABLE = {
+    "epochs_to_target": "Int64",
+    "params": "Int64",
+    "loc": "Int64",
+    "parity_pass": "boolean",
+}
+
+STATUSES = ("ok", "failed", "timeout", "diverged", "pending")
+
+
+class ResultsError(Exception):
+    """A folder that is not a readable results folder; the message says why."""
+
+
+@dataclass(frozen=True)
+class Results:
+    path: Path
+    manifest: dict[str, Any]
+    steps: pd.DataFrame
+    epochs: pd.DataFrame
+    summary: pd.DataFrame
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """The manifest's per-run records as a table."""
+        return pd.DataFrame(self.manifest.get("runs", []))
+
+
+def empty_frame(columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder, then rename: a reader (or a crash)
+    sees the old file or the new one, never half of one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    _write_atomic(path, lambda f: json.dump(data, f, indent=2, allow_nan=True))
+
+
+def write_csv(path: Path, frame: pd.DataFrame, columns: list[str]) -> None:
+    frame = frame.reindex(columns=columns)
+    _write_atomic(path, lambda f: frame.to_csv(f, index=False, float_format="%.9g"))
+
+
+def save_results(results: Results) -> None:
+    """The CSVs first, the manifest last: the manifest says which runs are complete, so a
+    crash between the two leaves at worst rows that `--resume` discards."""
+    results.path.mkdir(parents=True, exist_ok=True)
+    write_csv(results.path / STEPS, results.steps, STEPS_COLUMNS)
+    write_csv(results.path / EPOCHS, results.epochs, EPOCHS_COLUMNS)
+    write_csv(results.path / SUMMARY, results.summary, SUMMARY_COLUMNS)
+    write_json(results.path / MANIFEST, results.manifest)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    file = Path(path) / MANIFEST
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(f"{path} is not a results folder: no {MANIFEST}") from None
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"cannot read {file}: {exc}") from None
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultsError(
+            f"{file} has schema_version {version!r}; this mlpbench reads {SCHEMA_VERSION}"
+        )
+    return manifest
+
+
+def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    if not path.exists():
+        return empty_frame(columns)
+    try:
+        frame = pd.read_csv(path, dtype={"variant": str, "error": str, "api_level": str})
+    except pd.errors.EmptyDataError:
+        return empty_frame(columns)
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"cannot read {path}: {exc}") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ResultsError(f"{path} lacks columns {', '.join(missing)}")
+    return frame.astype({c: t for c, t in _NULLABLE.items() if c in frame.columns})
+
+
+def load_results(path: str | Path) -> Results:
+    """Read a results folder written by `mlpbench run` (finished or not)."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    return Results(
+        path=path,
+        manifest=manifest,
+        steps=_read_csv(path / STEPS, STEPS_COLUMNS),
+        epochs=_read_csv(path / EPOCHS, EPOCHS_COLUMNS),
+        summary=_read_csv(path / SUMMARY, SUMMARY_COLUMNS),
+    )

@@ -1,0 +1,278 @@
+"""Runs ONE (variant, seed) in a process of its own and streams what happens as JSON lines.
+
+    python -m harness.worker '<WorkerConfig as JSON>'
+    python -m harness.worker --check package.module:Class [...]
+
+A fresh process per run means TensorFlow's global state, graph mode, thread pools and memory
+never carry over from one variant to the next. TensorFlow is imported only if the variant's
+module imports it, so the NumPy reference runs without it.
+
+Events, one JSON object per line, written to the file descriptor `event_fd` (stdout if none):
+  {"event": "start", "api_level", "device", "params"}
+  {"event": "epoch", "epoch", "losses": [...], "seconds", "train_loss", "test_loss",
+   "test_accuracy", "first_step_seconds" (epoch 1 only)}
+  {"event": "done" | "diverged" | "error", "peak_rss_mb", "tensorflow": {...} | null, ...}:
+   the last one; `done` adds "task_fingerprint"; `diverged`
+   adds "epoch", "step", "loss"; `error` adds "error" (the exception line) and "traceback".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import resource
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+import variants
+from harness import metrics
+from harness.task import Task
+from variants.base import SGD, Adam, Momentum, Optimizer
+
+OPTIMIZERS: dict[str, type[SGD] | type[Momentum] | type[Adam]] = {
+    "sgd": SGD,
+    "momentum": Momentum,
+    "adam": Adam,
+}
+
+
+def optimizer_to_dict(opt: Optimizer) -> dict[str, Any]:
+    kind = next(k for k, cls in OPTIMIZERS.items() if isinstance(opt, cls))
+    return {"kind": kind, **asdict(opt)}
+
+
+def optimizer_from_dict(data: dict[str, Any]) -> Optimizer:
+    fields_ = dict(data)
+    return OPTIMIZERS[fields_.pop("kind")](**fields_)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    task_path: str  # a Task saved with Task.save
+    variant: str  # the name results use
+    variant_path: str  # "module:Class"
+    optimizer: dict[str, Any]  # optimizer_to_dict
+    batch_size: int
+    epochs: int
+    device: str  # "cpu" or "gpu"
+    spawn_time: float | None = None  # time.time() when the parent started this process
+    event_fd: int | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerConfig:
+        data = json.loads(text)
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+class Diverged(Exception):
+    """A training loss became NaN or inf."""
+
+
+class ProtocolError(Exception):
+    """The variant broke the contract of variants/base.py."""
+
+
+def peak_rss_mb() -> float:
+    """This process' peak resident memory. VmHWM belongs to the current address space;
+    getrusage's ru_maxrss would also count the parent's memory at fork time."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+class Events:
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def emit(self, event: str, **data: Any) -> None:
+        self.stream.write(json.dumps({"event": event, **data}) + "\n")
+        self.stream.flush()  # the runner shows progress live and keeps what came before a crash
+
+
+def _step_losses(returned: Any, n: int, batch_size: int) -> np.ndarray:
+    losses = np.asarray(returned, dtype=np.float64).reshape(-1)
+    expected = math.ceil(n / batch_size)
+    if losses.size != expected:
+        raise ProtocolError(
+            f"train_epoch returned {losses.size} losses for {n} samples in batches of "
+            f"{batch_size}; expected {expected}"
+        )
+    return losses
+
+
+def _check_finite(losses: np.ndarray, epoch: int, first_step: int) -> None:
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        i = int(bad[0])
+        raise Diverged(epoch, first_step + i, float(losses[i]))
+
+
+def _device_scope(device: str) -> tuple[str, contextlib.AbstractContextManager[Any]]:
+    """Where the variant runs. NumPy runs on the CPU whatever was asked; TensorFlow on CPU
+    has its GPUs hidden by the runner (CUDA_VISIBLE_DEVICES=-1)."""
+    if "tensorflow" not in sys.modules:
+        return "cpu", contextlib.nullcontext()
+    import tensorflow as tf
+
+    if device == "gpu":
+        if not tf.config.list_physical_devices("GPU"):
+            raise RuntimeError("--device gpu: TensorFlow sees no GPU in this process")
+        return "gpu:0", tf.device("/GPU:0")
+    return "cpu", tf.device("/CPU:0")
+
+
+def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any]:
+    """Build, then train epoch by epoch, timing only `train_epoch`. Returns the final event."""
+    cls = variants.load(config.variant_path)  # imports TensorFlow if the variant does
+    task = Task.load(Path(config.task_path))
+    optimizer = optimizer_from_dict(config.optimizer)
+    device, scope = _device_scope(config.device)
+    bs, n = config.batch_size, len(task.x_train)
+    step = 1  # global number of the next step
+    with scope:
+        variant = cls()
+        variant.build(task.spec, optimizer, task.init_weights)
+        events.emit(
+            "start",
+            api_level=getattr(cls, "api_level", None),
+            device=device,
+            params=task.spec.param_count,
+        )
+        for epoch in range(1, config.epochs + 1):
+            x, y = task.epoch_data(epoch - 1)  # reordering is the harness' work: not timed
+            extra: dict[str, Any] = {}
+            if epoch == 1:
+                # The first batch alone, then the rest: the same training as one call, but the
+                # end of step 1 is observable. Time from process start: imports, build, tracing.
+                t0 = time.perf_counter()
+                returned = variant.train_epoch(x[:bs], y[:bs], bs)
+                seconds = time.perf_counter() - t0
+                extra["first_step_seconds"] = time.time() - started
+                losses = _step_losses(returned, min(n, bs), bs)
+                if n > bs and np.all(np.isfinite(losses)):
+                    t0 = time.perf_counter()
+                    returned = variant.train_epoch(x[bs:], y[bs:], bs)
+                    seconds += time.perf_counter() - t0
+                    losses = np.concatenate([losses, _step_losses(returned, n - bs, bs)])
+            else:
+                t0 = time.perf_counter()
+                returned = variant.train_epoch(x, y, bs)
+                seconds = time.perf_counter() - t0
+                losses = _step_losses(returned, n, bs)
+            try:
+                _check_finite(losses, epoch, step)
+            except Diverged:
+                events.emit("epoch", epoch=epoch, losses=losses.tolist(), seconds=seconds, **extra)
+                raise
+            logits = np.asarray(variant.predict(task.x_test))  # evaluation: not timed
+            events.emit(
+                "epoch",
+                epoch=epoch,
+                losses=losses.tolist(),
+                seconds=seconds,
+                train_loss=metrics.epoch_train_loss(losses, n, bs),
+                test_loss=metrics.cross_entropy(logits, task.y_test),
+                test_accuracy=metrics.accuracy(logits, task.y_test),
+                **extra,
+            )
+            step += losses.size
+    # hashed after training, so it also proves the variant left the task's arrays unchanged
+    return {"event": "done", "task_fingerprint": task.fingerprint()}
+
+
+def run(config: WorkerConfig, events: Events) -> int:
+    started = config.spawn_time if config.spawn_time is not None else _process_start()
+    try:
+        end = train(config, events, started)
+        code = 0
+    except Diverged as exc:
+        epoch, step, loss = exc.args
+        end = {"event": "diverged", "epoch": epoch, "step": step, "loss": loss}
+        code = 3
+    except (Exception, SystemExit) as exc:  # a variant's bug must become a recorded result
+        end = {
+            "event": "error",
+            "error": _exception_line(exc),
+            "traceback": traceback.format_exc(),
+        }
+        code = 1
+    kind = end.pop("event")
+    events.emit(kind, peak_rss_mb=peak_rss_mb(), tensorflow=_tensorflow_facts(), **end)
+    return code
+
+
+def _tensorflow_facts() -> dict[str, Any] | None:
+    """The suite's TensorFlow fingerprint, gathered after training so it costs no timed or
+    first-step time; None if this variant did not use TensorFlow."""
+    if "tensorflow" not in sys.modules:
+        return None
+    from harness.environment import tensorflow_runtime
+
+    try:
+        return tensorflow_runtime()
+    except Exception:  # a fingerprint must never turn a finished run into a failed one
+        return None
+
+
+def _exception_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())  # one line, whatever the message holds
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _process_start() -> float:
+    """Wall-clock start of this process from /proc (10 ms resolution), for a worker started
+    by hand without `spawn_time`."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.time()
+
+
+def check(paths: list[str]) -> int:
+    """Import each `module:Class` and check the protocol; print one JSON line per path with
+    the module's file (for line counting) or the error. Exit 0 only if all are usable."""
+    ok = True
+    for path in paths:
+        try:
+            cls = variants.load(path)
+            module = sys.modules[cls.__module__]
+            result = {"path": path, "ok": True, "file": getattr(module, "__file__", None)}
+        except variants.VariantLoadError as exc:
+            result = {"path": path, "ok": False, "error": " ".join(str(exc).split())}
+            ok = False
+        print(json.dumps(result))
+    return 0 if ok else 2
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--check"]:
+        return check(argv[1:])
+    if len(argv) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    config = WorkerConfig.from_json(argv[0])
+    if config.event_fd is None:
+        return run(config, Events(sys.stdout))
+    with os.fdopen(config.event_fd, "w", encoding="utf-8") as stream:
+        return run(config, Events(stream))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
