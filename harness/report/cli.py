@@ -1,9 +1,155 @@
-"""The `report`, `compare` and `export-tensorboard` commands of `mlpbench`."""
+"""The `report`, `compare` and `export-tensorboard` commands of `mlpbench`.
+
+They read stored results only. Bad input (a missing folder, one that is not a results
+folder, an unknown schema version) prints one line `mlpbench: error: ...` and exits 2.
+Heavy imports (matplotlib, scipy, tensorboard) happen inside the commands, so importing
+this module, which the main CLI does at start-up, stays cheap and never imports TensorFlow.
+"""
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
+
+
+def build_report(result_dirs: Sequence[Path], out: Path, *, command: str | None = None) -> Path:
+    """Build `out/index.html` and one PNG per figure from the given result folders and
+    return the page's path. Raises `ResultsError` for unusable input."""
+    from harness.report import figures, html
+    from harness.report.data import combine
+    from harness.report.reader import ResultsError, read_results
+    from harness.report.verdict import verdict
+
+    if not result_dirs:
+        raise ResultsError("no results directory given")
+    data = combine([read_results(Path(p)) for p in result_dirs])
+    out = Path(out)
+    try:
+        drawn = figures.draw_all(data, out)
+        if command is None:
+            command = shlex.join(["mlpbench", "report", *map(str, result_dirs), "--out", str(out)])
+        index = out / "index.html"
+        index.write_text(html.page(data, drawn, verdict(data), command), encoding="utf-8")
+    except OSError as exc:
+        raise ResultsError(f"cannot write the report to {out}: {exc}") from exc
+    return index
+
+
+def parse_threshold(text: str) -> float:
+    """'5%' or '0.05' -> 0.05. A bare number above 1 is refused rather than guessed at."""
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid threshold {text!r}: write a percentage like 5% or a fraction like 0.05"
+        ) from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(
+            f"threshold {text!r} is outside 0..100 %: write 5% or 0.05 for five percent"
+        )
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this module's commands to the `mlpbench` parser; each sets `func(args) -> int`."""
+    p = subparsers.add_parser(
+        "report",
+        help="build an HTML/PNG report from stored results",
+        description="Build index.html and one PNG per figure from one or more result "
+        "folders. Nothing is re-run. Variants present in several folders are labeled "
+        "'variant @ folder'.",
+    )
+    p.add_argument("results", nargs="+", type=Path, help="results/NAME folder(s)")
+    p.add_argument("--out", type=Path, help="output folder (default: reports/NAME)")
+    p.set_defaults(func=_report)
+
+    p = subparsers.add_parser(
+        "compare",
+        help="compare two result sets, fail on a significant slowdown",
+        description="Per variant, B against A: throughput (Mann-Whitney U over the epoch "
+        "windows of all seeds, ratio of medians), accuracy and first-step time. Exits 1 when "
+        "a variant got slower than the threshold with significance.",
+    )
+    p.add_argument("a", type=Path, help="baseline results folder")
+    p.add_argument("b", type=Path, help="results folder to compare with the baseline")
+    p.add_argument(
+        "--threshold",
+        type=parse_threshold,
+        default=0.05,
+        help="slowdown that counts as a regression, e.g. 5%% or 0.05 (default 5%%)",
+    )
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML page")
+    p.set_defaults(func=_compare)
+
+    p = subparsers.add_parser(
+        "export-tensorboard",
+        help="write every run's curves as TensorBoard event files",
+        description="One TensorBoard run per variant and seed (DIR/variant/seedN) with the "
+        "per-step loss and the per-epoch losses, accuracy and throughput. Open with "
+        "`tensorboard --logdir DIR`.",
+    )
+    p.add_argument("results", type=Path, help="results/NAME folder")
+    p.add_argument("dir", type=Path, help="output log directory")
+    p.set_defaults(func=_export_tensorboard)
+
+
+def _error(message: str) -> int:
+    print(f"mlpbench: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _invoked() -> str:
+    """The command line as typed, for the page's 'reproduce' section."""
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name in ("mlpbench", "cli.py", "__main__.py"):
+        argv[0] = "mlpbench"
+    return shlex.join(argv)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from harness.storage import ResultsError
+
+    out = args.out or Path("reports") / args.results[0].name
+    try:
+        index = build_report(args.results, out, command=_invoked())
+    except ResultsError as exc:
+        return _error(str(exc))
+    print(f"report: {index}")
+    return EXIT_OK
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from harness import compare
+    from harness.storage import ResultsError
+
+    try:
+        result = compare.compare_dirs(args.a, args.b, threshold=args.threshold, alpha=args.alpha)
+        compare.print_table(result)
+        if args.html:
+            compare.write_html(result, args.html)
+    except ResultsError as exc:
+        return _error(str(exc))
+    except OSError as exc:
+        return _error(f"cannot write {args.html}: {exc}")
+    return EXIT_REGRESSION if result.regressions else EXIT_OK
+
+
+def _export_tensorboard(args: argparse.Namespace) -> int:
+    from harness import tensorboard
+    from harness.storage import ResultsError
+
+    try:
+        runs = tensorboard.export(args.results, args.dir)
+    except ResultsError as exc:
+        return _error(str(exc))
+    except OSError as exc:
+        return _error(f"cannot write to {args.dir}: {exc}")
+    print(f"wrote {len(runs)} TensorBoard runs to {args.dir}: tensorboard --logdir {args.dir}")
+    return EXIT_OK

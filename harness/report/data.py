@@ -1,0 +1,209 @@
+"""The tables a report is drawn from: one or more result sets combined under unique variant
+labels, plus the derived samples (throughput windows, parity differences, per-variant rows)
+that the figures, the verdict and the page share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness import stats
+from harness.report.reader import ResultSet
+
+REFERENCE = "numpy_scratch"  # the registry's reference variant (variants.REFERENCE)
+PARITY_TOLERANCE = 1e-5  # results/README.md: parity_pass means below 1e-5
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Combined tables; every frame has a `label` (unique across sets) and a `set` column."""
+
+    sets: tuple[ResultSet, ...]
+    labels: tuple[str, ...]  # variant labels in order of first appearance
+    summary: pd.DataFrame
+    epochs: pd.DataFrame
+    steps: pd.DataFrame
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        return self.summary[self.summary["status"] == "ok"]
+
+    def ok_runs(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Rows of `frame` that belong to runs with status ok (figures draw finished runs)."""
+        keys = self.ok[["label", "seed"]].drop_duplicates()
+        return frame.merge(keys, on=["label", "seed"], how="inner")
+
+    def plotted_labels(self) -> list[str]:
+        """Labels with at least one ok run, in report order."""
+        ok = set(self.ok["label"])
+        return [lab for lab in self.labels if lab in ok]
+
+    def target_accuracy(self) -> float | None:
+        targets = {s.config.get("target_accuracy") for s in self.sets} - {None}
+        return float(targets.pop()) if len(targets) == 1 else None
+
+
+def combine(sets: Sequence[ResultSet]) -> ReportData:
+    """Combine result sets; a variant present in more than one set is labeled by set name
+    everywhere ("tf2_function @ A"), so each label names exactly one (set, variant)."""
+    names = _unique_set_names(sets)
+    counts: dict[str, int] = {}
+    for s in sets:
+        for v in s.summary["variant"].unique():
+            counts[v] = counts.get(v, 0) + 1
+
+    def label(variant: str, set_name: str) -> str:
+        return f"{variant} @ {set_name}" if counts.get(variant, 0) > 1 else variant
+
+    frames: dict[str, list[pd.DataFrame]] = {"summary": [], "epochs": [], "steps": []}
+    labels: list[str] = []
+    for s, set_name in zip(sets, names, strict=True):
+        for key in frames:
+            df = getattr(s, key).copy()
+            df.insert(0, "set", set_name)
+            df.insert(0, "label", [label(v, set_name) for v in df["variant"]])
+            df["block"] = [_block(s, seed) for seed in df["seed"]]
+            frames[key].append(df)
+        for v in s.summary["variant"]:
+            if label(v, set_name) not in labels:
+                labels.append(label(v, set_name))
+    return ReportData(
+        sets=tuple(sets),
+        labels=tuple(labels),
+        **{k: pd.concat(v, ignore_index=True) for k, v in frames.items()},
+    )
+
+
+def _unique_set_names(sets: Sequence[ResultSet]) -> list[str]:
+    names: list[str] = []
+    for s in sets:
+        name, i = s.name, 2
+        while name in names:
+            name, i = f"{s.name}#{i}", i + 1
+        names.append(name)
+    return names
+
+
+def _block(s: ResultSet, seed: object) -> str:
+    """The pairing key of a seed: its task fingerprint (the data, weights and batch orders
+    every variant of that seed received), so seeds pair across sets only if truly equal."""
+    if pd.isna(seed):
+        return ""
+    task = (s.manifest.get("tasks") or {}).get(str(seed)) or {}
+    return str(task.get("fingerprint") or f"{s.name}/seed{seed}")
+
+
+def throughput_samples(epochs: pd.DataFrame) -> pd.DataFrame:
+    """The per-epoch throughput windows that make up the steady state (results/README.md):
+    epochs 2..N of each run, or epoch 1 when a run has a single epoch. These are the timing
+    repeats the spreads and tests are computed from."""
+    if epochs.empty:
+        return epochs
+    last = epochs.groupby(["label", "seed"])["epoch"].transform("max")
+    keep = (epochs["epoch"] >= 2) | (last == 1)
+    return epochs[keep & np.isfinite(epochs["samples_per_second"])]
+
+
+def throughput_by_label(data: ReportData) -> dict[str, np.ndarray]:
+    """Throughput samples per label from the epoch windows of ok runs; a run without epoch
+    rows contributes its summary's steady-state value instead, so no variant is left out."""
+    windows = throughput_samples(data.ok_runs(data.epochs))
+    out: dict[str, np.ndarray] = {}
+    for lab in data.labels:
+        ok = data.ok[data.ok["label"] == lab]
+        w = windows[windows["label"] == lab]
+        missing = ok[~ok["seed"].isin(w["seed"])]["samples_per_second"]
+        values = np.concatenate([w["samples_per_second"].to_numpy(float), missing.to_numpy(float)])
+        values = stats.clean(values)
+        if values.size:
+            out[lab] = values
+    return out
+
+
+def parity_differences(data: ReportData) -> pd.DataFrame:
+    """Per step, |loss - numpy_scratch loss| of the same set and seed: columns label, seed,
+    step, diff. Empty when no set holds a reference run."""
+    rows = []
+    steps = data.ok_runs(data.steps)
+    for _, frame in steps.groupby("set", sort=False):
+        ref = frame[frame["variant"] == REFERENCE][["seed", "step", "loss"]]
+        if ref.empty:
+            continue
+        others = frame[frame["variant"] != REFERENCE]
+        merged = others.merge(ref, on=["seed", "step"], suffixes=("", "_ref"))
+        merged["diff"] = (merged["loss"] - merged["loss_ref"]).abs()
+        rows.append(merged[["label", "seed", "step", "diff"]])
+    if not rows:
+        return pd.DataFrame(columns=["label", "seed", "step", "diff"])
+    return pd.concat(rows, ignore_index=True)
+
+
+def parity_was_run(data: ReportData) -> bool:
+    return any(bool(s.config.get("parity")) for s in data.sets) or bool(
+        data.summary["parity_max_abs_diff"].notna().any()
+    )
+
+
+def variant_table(data: ReportData) -> pd.DataFrame:
+    """One row per variant label: the medians, spreads and intervals a reader compares."""
+    tput = throughput_by_label(data)
+    rows = []
+    for lab in data.labels:
+        runs = data.summary[data.summary["label"] == lab]
+        ok = runs[runs["status"] == "ok"]
+        acc = stats.mean_ci(ok["test_accuracy"])
+        sps = stats.spread(tput.get(lab, []))
+        first = stats.spread(ok["first_step_seconds"])
+        target = stats.spread(ok["seconds_to_target"])
+        rss = stats.spread(ok["peak_rss_mb"])
+        parity = runs["parity_max_abs_diff"].max()
+        rows.append(
+            {
+                "variant": lab,
+                "api level": _first(runs["api_level"]),
+                "runs ok": f"{len(ok)}/{len(runs)}",
+                "test accuracy (mean)": acc.mean,
+                "95% CI ±": acc.half_width,
+                "samples/s (median)": sps.median,
+                "samples/s IQR": _range(sps.q1, sps.q3),
+                "first step s (median)": first.median,
+                "s to target (median)": target.median,
+                "peak RSS MB (median)": rss.median,
+                "LOC": _first(runs["loc"]),
+                "parity max |Δloss|": parity,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _first(column: pd.Series) -> object:
+    values = column.dropna()
+    return values.iloc[0] if len(values) else None
+
+
+def _range(low: float, high: float) -> str:
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return ""
+    return f"{format_number(low)} – {format_number(high)}"
+
+
+def format_number(x: object) -> str:
+    """How every number is printed in tables and sentences: 4 significant digits, thousands
+    grouped for large values, empty for missing ones."""
+    if x is None or (isinstance(x, float) and not np.isfinite(x)) or x is pd.NA:
+        return ""
+    if isinstance(x, (bool, np.bool_)):
+        return str(bool(x))
+    if isinstance(x, (int, np.integer)):
+        return f"{int(x):,}"
+    if isinstance(x, (float, np.floating)):
+        v = float(x)
+        if v == int(v) and abs(v) < 1e15:
+            return f"{int(v):,}"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        return f"{v:.4g}"
+    return str(x)

@@ -1,0 +1,490 @@
+"""The report's figures: one function per figure, each draws from `ReportData` and returns
+the PNG it wrote, or None when the results hold nothing to draw (e.g. no parity run).
+
+Every variant keeps one colour in every figure (`Palette`); curves are the mean over seeds
+with a band from the lowest to the highest seed; axes carry units; an axis switches to a
+log scale when its values span more than a factor of ten. Only finished (ok) runs are drawn:
+failed runs are listed in the page's tables and verdict instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: never needs a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+
+from harness import stats  # noqa: E402
+from harness.report.data import (  # noqa: E402
+    PARITY_TOLERANCE,
+    REFERENCE,
+    ReportData,
+    format_number,
+    parity_differences,
+    throughput_by_label,
+)
+
+DPI = 90
+WIDTH = 10.0  # inches; at DPI this is the page's column width
+LOG_SPAN = 10.0  # switch an axis to log scale above this max/min ratio
+# Near-black shades for the NumPy reference of each combined result set.
+REFERENCE_COLOURS = ("#222222", "#6e6e6e", "#a8a8a8")
+
+plt.rcParams.update(
+    {
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.titleweight": "bold",
+        "legend.fontsize": 8,
+        "font.size": 10,
+    }
+)
+
+
+class Palette:
+    """label -> colour, fixed for the whole report; the NumPy reference is always near-black
+    so that the line every other variant is measured against stands out."""
+
+    def __init__(self, labels: Sequence[str]) -> None:
+        cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+        # tab10's grey (index 7) is too close to the reference's colour.
+        colours = [c for i, c in enumerate(cmap.colors) if not (cmap.N == 10 and i == 7)]
+        self._colours: dict[str, object] = {}
+        others = [lab for lab in labels if not _is_reference(lab)]
+        for i, lab in enumerate(others):
+            self._colours[lab] = colours[i % len(colours)]
+        references = [lab for lab in labels if _is_reference(lab)]
+        for i, lab in enumerate(references):
+            self._colours[lab] = REFERENCE_COLOURS[i % len(REFERENCE_COLOURS)]
+
+    def __getitem__(self, label: str) -> object:
+        return self._colours.get(label, REFERENCE_COLOURS[0])
+
+
+def _is_reference(label: str) -> bool:
+    return label == REFERENCE or label.startswith(f"{REFERENCE} @ ")
+
+
+def text(label: str) -> str:
+    """A result string made safe for matplotlib: `$` would start mathtext and a leading `_`
+    hides a legend entry."""
+    label = label.replace("$", r"\$")
+    return f" {label}" if label.startswith("_") else label
+
+
+FigureFunction = Callable[[ReportData, Palette, Path], "Path | None"]
+
+
+# --- curves -------------------------------------------------------------------------------
+
+
+def _band(
+    ax: Axes, frame: pd.DataFrame, x: str, y: str, colour: object, label: str, **line: object
+) -> None:
+    """Mean over seeds as a line, min..max over seeds as a shaded band."""
+    g = frame.groupby(x)[y]
+    mean, low, high = g.mean(), g.min(), g.max()
+    # The reference goes on top, thinner: where every level agrees, its line shows through.
+    ref = colour in REFERENCE_COLOURS
+    ax.plot(
+        mean.index,
+        mean.values,
+        color=colour,
+        label=text(label),
+        lw=1.1 if ref else 1.8,
+        zorder=4 if ref else 2,
+        **line,
+    )
+    if frame["seed"].nunique() > 1:
+        ax.fill_between(mean.index, low.values, high.values, color=colour, alpha=0.15, lw=0)
+
+
+def _smooth(frame: pd.DataFrame, window: int) -> pd.DataFrame:
+    """Per run, a centred moving average of the step loss (batch noise hides the trend)."""
+    out = frame.sort_values("step").copy()
+    out["loss"] = out.groupby(["label", "seed"])["loss"].transform(
+        lambda s: s.rolling(window, center=True, min_periods=1).mean()
+    )
+    return out
+
+
+def loss_curves(data: ReportData, palette: Palette, out: Path) -> Path | None:
+    steps = data.ok_runs(data.steps)
+    epochs = data.ok_runs(data.epochs)
+    if steps.empty and epochs.empty:
+        return None
+    fig, (ax_step, ax_epoch) = plt.subplots(1, 2, figsize=(WIDTH, 4.2))
+    per_epoch = steps.groupby(["label", "seed", "epoch"]).size().median() if len(steps) else 1
+    window = max(1, int(per_epoch // 10) or 1)
+    smooth = _smooth(steps, window)
+    for lab in data.plotted_labels():
+        colour = palette[lab]
+        s = smooth[smooth["label"] == lab]
+        if len(s):
+            _band(ax_step, s, "step", "loss", colour, lab)
+        e = epochs[epochs["label"] == lab]
+        if len(e):
+            _band(ax_epoch, e, "epoch", "train_loss", colour, f"{lab} (train)")
+            _band(ax_epoch, e, "epoch", "test_loss", colour, f"{lab} (test)", ls="--")
+    smoothing = f", moving average over {window} steps" if window > 1 else ""
+    ax_step.set(
+        title="Training loss per step",
+        xlabel=f"step (batch){smoothing}",
+        ylabel="cross-entropy loss (nats)",
+    )
+    ax_epoch.set(title="Loss per epoch", xlabel="epoch", ylabel="cross-entropy loss (nats)")
+    ax_epoch.xaxis.get_major_locator().set_params(integer=True)
+    for ax in (ax_step, ax_epoch):
+        _auto_log(ax, "y", ax.get_lines())
+    ax_step.legend(loc="upper right")
+    _note(fig, "lines: mean over seeds; bands: lowest to highest seed; dashed: test loss")
+    return _save(fig, out / "loss.png")
+
+
+def parity(data: ReportData, palette: Palette, out: Path) -> Path | None:
+    diffs = parity_differences(data)
+    if diffs.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
+    # Exact agreement (0) cannot sit on a log axis: draw it at a floor below float32 rounding.
+    floor = 1e-10
+    diffs = diffs.assign(diff=diffs["diff"].clip(lower=floor))
+    for lab in data.plotted_labels():
+        d = diffs[diffs["label"] == lab]
+        if len(d):
+            _band(ax, d, "step", "diff", palette[lab], lab)
+    ax.axhline(PARITY_TOLERANCE, color="crimson", lw=1, ls=":")
+    ax.annotate(
+        f"parity tolerance {PARITY_TOLERANCE:g}",
+        (1, PARITY_TOLERANCE),
+        xycoords=("axes fraction", "data"),
+        ha="right",
+        va="bottom",
+        color="crimson",
+        fontsize=8,
+    )
+    ax.set_yscale("log")
+    ax.set(
+        title=f"Difference to the NumPy reference ({REFERENCE}), per step",
+        xlabel="step (batch)",
+        ylabel="|loss − reference loss| (nats)",
+    )
+    ax.legend(loc="upper left")
+    _note(fig, f"same seed, weights and batches; exact agreement drawn at {floor:g}")
+    return _save(fig, out / "parity.png")
+
+
+def accuracy_curves(data: ReportData, palette: Palette, out: Path) -> Path | None:
+    epochs = data.ok_runs(data.epochs)
+    if epochs.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.8))
+    for lab in data.plotted_labels():
+        e = epochs[epochs["label"] == lab]
+        if len(e):
+            _band(ax, e, "epoch", "test_accuracy", palette[lab], lab, marker="o", ms=3)
+    target = data.target_accuracy()
+    if target is not None:
+        ax.axhline(target, color="grey", lw=1, ls=":")
+    ax.set(title="Test accuracy per epoch", xlabel="epoch", ylabel="test accuracy (fraction)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(loc="lower right")
+    _note(fig, "mean over seeds; bands: lowest to highest seed; dotted: target accuracy")
+    return _save(fig, out / "accuracy.png")
+
+
+# --- one row per variant ------------------------------------------------------------------
+
+
+def _rows(labels: Sequence[str]) -> tuple[Figure, Axes]:
+    fig, ax = plt.subplots(figsize=(WIDTH, 1.3 + 0.45 * len(labels)))
+    ax.set_yticks(range(len(labels)), [text(lab) for lab in labels])
+    ax.set_ylim(-0.6, len(labels) - 0.4)
+    ax.invert_yaxis()
+    ax.grid(axis="y", visible=False)
+    return fig, ax
+
+
+def _jitter(n: int, i: int) -> np.ndarray:
+    # Deterministic spread of repeated points around their row, so equal values stay visible.
+    return i + (np.linspace(-0.18, 0.18, n) if n > 1 else np.zeros(1))
+
+
+def _per_variant(
+    values: dict[str, np.ndarray],
+    palette: Palette,
+    *,
+    title: str,
+    xlabel: str,
+    path: Path,
+    note: str,
+    order_by_median: bool = False,
+    value_format: Callable[[float], str] = format_number,
+) -> Path | None:
+    """Every sample as a dot, the median as a bar and the interquartile range as a box."""
+    values = {lab: stats.clean(v) for lab, v in values.items()}
+    values = {lab: v for lab, v in values.items() if v.size}
+    if not values:
+        return None
+    labels = list(values)
+    if order_by_median:
+        labels.sort(key=lambda lab: -float(np.median(values[lab])))
+    fig, ax = _rows(labels)
+    for i, lab in enumerate(labels):
+        v = values[lab]
+        s = stats.spread(v)
+        colour = palette[lab]
+        ax.barh(i, s.q3 - s.q1, left=s.q1, height=0.5, color=colour, alpha=0.25, lw=0)
+        ax.plot([s.median, s.median], [i - 0.3, i + 0.3], color=colour, lw=2.5)
+        ax.plot(np.sort(v), _jitter(v.size, i), "o", color=colour, ms=4, alpha=0.8)
+        ax.annotate(
+            value_format(s.median),
+            (s.max, i),
+            xytext=(8, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+            color="#333333",
+        )
+    ax.set(title=title, xlabel=xlabel)
+    ax.margins(x=0.12)
+    if not _auto_log(ax, "x", list(values.values())):
+        ax.set_xlim(left=0)  # on a linear axis, lengths from zero make ratios readable
+    _note(fig, note)
+    return _save(fig, path)
+
+
+def _ok_column(data: ReportData, column: str) -> dict[str, np.ndarray]:
+    ok = data.ok
+    return {lab: ok.loc[ok["label"] == lab, column].to_numpy(float) for lab in data.labels}
+
+
+def final_accuracy(data: ReportData, palette: Palette, out: Path) -> Path | None:
+    values = _ok_column(data, "test_accuracy")
+    values = {lab: stats.clean(v) for lab, v in values.items() if stats.clean(v).size}
+    if not values:
+        return None
+    labels = list(values)
+    fig, ax = _rows(labels)
+    for i, lab in enumerate(labels):
+        ci = stats.mean_ci(values[lab])
+        colour = palette[lab]
+        ax.plot(values[lab], _jitter(values[lab].size, i), "o", color=colour, ms=4, alpha=0.5)
+        if ci.n >= 2:
+            # An accuracy cannot leave [0, 1]; the printed half-width keeps the full interval.
+            err = [[ci.mean - max(ci.low, 0.0)], [min(ci.high, 1.0) - ci.mean]]
+            ax.errorbar(ci.mean, i, xerr=err, fmt="D", color=colour, capsize=5, ms=6, lw=2)
+            label = f" {ci.mean:.4f} ± {ci.half_width:.4f}"
+        else:
+            ax.plot(ci.mean, i, "D", color=colour, ms=6)
+            label = f" {ci.mean:.4f} (one seed: no interval)"
+        right = min(max(ci.high, values[lab].max()), 1.0) if ci.n >= 2 else ci.mean
+        ax.annotate(
+            label, (right, i), va="center", fontsize=8, xytext=(6, 0), textcoords="offset points"
+        )
+    ax.margins(x=0.25)
+    ax.set(title="Final test accuracy per variant", xlabel="test accuracy (fraction)")
+    _note(fig, "diamond: mean over seeds with its 95 % t-interval; dots: one seed each")
+    return _save(fig, out / "final_accuracy.png")
+
+
+def throughput(data: ReportData, palette: Palette, out: Path) -> Path | None:
+    return _per_variant(
+        throughput_by_label(data),
+        palette,
+        title="Training throughput (steady state), fastest first",
+        xlabel="training samples per second",
+        path=out / "throughput.png",
+        note="dots: one epoch window each (epochs 2..N, all seeds); bar: median; box: IQR",
+        order_by_median=True,
+    )
+
+
+def first_step(data: ReportData, palette: Palette, out: Path) -> Path | None:
+    return _per_variant(
+        _ok_column(data, "first_step_seconds"),
+        palette,
+        title="First step: process start to the end of the first training step",
+        xlabel="seconds (imports, model build, tracing/compilation included)",
+        path=out / "first_step.png",
+        note="dots: one seed each; bar: median",
+        value_format=lambda s: f"{s:.3g} s",
+    )
+
+
+def time_to_target(data: ReportData, palette: Palette, out: Path) -> Path | None:
+    target = data.target_accuracy()
+    if target is None:
+        return None
+    path = _per_variant(
+        _ok_column(data, "seconds_to_target"),
+        palette,
+        title=f"Training time to reach {target:.1%} test accuracy",
+        xlabel="training seconds (evaluation excluded)",
+        path=out / "time_to_target.png",
+        note=_never_note(data, "seconds_to_target"),
+        value_format=lambda s: f"{s:.3g} s",
+    )
+    return path
+
+
+def _never_note(data: ReportData, column: str) -> str:
+    ok = data.ok
+    never = [
+        f"{lab} ({int(n)}/{len(g)} seeds)"
+        for lab, g in ok.groupby("label", sort=False)
+        if (n := g[column].isna().sum())
+    ]
+    base = "dots: one seed each; bar: median"
+    return base + ("; never reached: " + ", ".join(never) if never else "")
+
+
+def peak_memory(data: ReportData, palette: Palette, out: Path) -> Path | None:
+    return _per_variant(
+        _ok_column(data, "peak_rss_mb"),
+        palette,
+        title="Peak memory of the worker process",
+        xlabel="peak resident set size (MB)",
+        path=out / "memory.png",
+        note="dots: one seed each; bar: median",
+        value_format=lambda m: f"{m:,.0f} MB",
+    )
+
+
+def loc_vs_throughput(data: ReportData, palette: Palette, out: Path) -> Path | None:
+    tput = throughput_by_label(data)
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.2))
+    drawn = []
+    for lab in data.plotted_labels():
+        loc = data.summary.loc[data.summary["label"] == lab, "loc"].dropna()
+        s = stats.spread(tput.get(lab, []))
+        if loc.empty or not s.n:
+            continue
+        x = float(loc.iloc[0])
+        colour = palette[lab]
+        ax.errorbar(
+            x,
+            s.median,
+            yerr=[[s.median - s.q1], [s.q3 - s.median]],
+            fmt="o",
+            color=colour,
+            ms=8,
+            capsize=4,
+            label=text(lab),
+        )
+        ax.annotate(text(lab), (x, s.median), xytext=(7, 4), textcoords="offset points", fontsize=8)
+        drawn.append(s.median)
+    if not drawn:
+        plt.close(fig)
+        return None
+    _auto_log(ax, "y", [np.array(drawn)])
+    ax.margins(x=0.15, y=0.15)
+    ax.set(
+        title="What control costs: source lines against throughput",
+        xlabel="logical lines of the variant's source",
+        ylabel="training samples per second (median)",
+    )
+    _note(fig, "error bars: interquartile range of the epoch windows")
+    return _save(fig, out / "loc_vs_throughput.png")
+
+
+# The report's figures in page order, with the heading and caption the page shows.
+FIGURES: tuple[tuple[str, str, FigureFunction], ...] = (
+    (
+        "Loss",
+        "Loss of every variant, overlaid. Curves that lie on top of each other "
+        "mean the API levels learn the same thing.",
+        loss_curves,
+    ),
+    (
+        "Parity with the NumPy reference",
+        "The zoomed difference of each variant's per-step loss to numpy_scratch for the same seed.",
+        parity,
+    ),
+    ("Test accuracy per epoch", "Test accuracy after each epoch.", accuracy_curves),
+    (
+        "Final accuracy",
+        "Test accuracy after the last epoch, with 95 % confidence intervals over seeds.",
+        final_accuracy,
+    ),
+    (
+        "Throughput",
+        "Training samples per second once tracing is done; every dot is one epoch of one seed.",
+        throughput,
+    ),
+    (
+        "First step",
+        "What starting costs: imports, building the model and tracing or compiling the first step.",
+        first_step,
+    ),
+    (
+        "Time to target",
+        "Training seconds until the test accuracy first reached the target.",
+        time_to_target,
+    ),
+    ("Peak memory", "Peak resident memory of each worker process.", peak_memory),
+    (
+        "Lines of code against throughput",
+        "Each API level's source size against its speed: what control costs.",
+        loc_vs_throughput,
+    ),
+)
+
+
+def draw_all(data: ReportData, out: Path) -> list[tuple[str, str, Path]]:
+    """Draw every figure that has data into `out`; (heading, caption, png) in page order."""
+    out.mkdir(parents=True, exist_ok=True)
+    palette = Palette(data.labels)
+    drawn = []
+    for heading, caption, draw in FIGURES:
+        path = draw(data, palette, out)
+        if path is not None:
+            drawn.append((heading, caption, path))
+    return drawn
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _auto_log(ax: Axes, axis: str, series: Sequence[object]) -> bool:
+    """Log scale when the positive values span more than LOG_SPAN (e.g. eager vs XLA);
+    returns whether it switched. Ticks stay plain numbers (0.5, 2, 40000), not powers."""
+    arrays = []
+    for s in series:
+        if hasattr(s, "get_ydata"):
+            arrays.append(np.asarray(s.get_ydata(), dtype=float))
+        else:
+            arrays.append(np.asarray(s, dtype=float))
+    values = np.concatenate(arrays) if arrays else np.array([])
+    values = values[np.isfinite(values) & (values > 0)]
+    if not (values.size and values.max() / values.min() > LOG_SPAN):
+        return False
+    (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    if values.max() / values.min() < 1e3:  # few decades: label 1-2-5 so ticks are not sparse
+        target.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.10g}"))
+    target.set_minor_formatter(NullFormatter())
+    return True
+
+
+def _note(fig: Figure, note: str) -> None:
+    fig.text(0.01, 0.005, text(note), fontsize=7.5, color="#555555", ha="left", va="bottom")
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=DPI, pil_kwargs={"optimize": True})
+    plt.close(fig)
+    return path

@@ -1,0 +1,94 @@
+"""One results folder as reports use it: `harness.storage.load_results` plus what a report
+needs on top: a name, numeric columns even when a CSV is empty, and a row for every run the
+manifest knows (a pending or interrupted run is shown, never dropped).
+
+Bad input raises `harness.storage.ResultsError`, whose one-line message the commands print
+as `mlpbench: error: ...`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness import storage
+from harness.storage import ResultsError
+
+__all__ = ["ResultSet", "ResultsError", "read_results"]
+
+# Columns that hold text; every other column of the three CSVs is a number (or boolean).
+TEXT_COLUMNS = ("variant", "status", "error", "api_level", "device", "source_sha256")
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    name: str
+    path: Path
+    manifest: dict[str, Any]
+    summary: pd.DataFrame
+    epochs: pd.DataFrame
+    steps: pd.DataFrame
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.manifest.get("config") or {}
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        return self.manifest.get("environment") or {}
+
+
+def read_results(path: Path) -> ResultSet:
+    path = Path(path)
+    if not path.exists():
+        raise ResultsError(f"no such results directory: {path}")
+    if not path.is_dir():
+        raise ResultsError(f"{path} is not a results folder: it is a file")
+    results = storage.load_results(path)
+    return ResultSet(
+        name=str(results.manifest.get("name") or path.name),
+        path=path,
+        manifest=results.manifest,
+        summary=_with_manifest_runs(_typed(results.summary), results.manifest),
+        epochs=_typed(results.epochs),
+        steps=_typed(results.steps),
+    )
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text as str, seeds as nullable ints, and numbers as numbers even in an empty or
+    all-missing column (an empty CSV reads as object columns)."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if column == "seed":
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
+        elif column == "variant":
+            frame[column] = frame[column].astype(str)
+        elif column not in TEXT_COLUMNS and frame[column].dtype == object:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def _with_manifest_runs(summary: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
+    """Add the manifest's runs that have no summary row yet."""
+    seen = {
+        (v, int(s)) for v, s in zip(summary["variant"], summary["seed"], strict=True) if pd.notna(s)
+    }
+    extra = [
+        {
+            "variant": str(r.get("variant")),
+            "seed": r.get("seed"),
+            "status": r.get("status") or "pending",
+            "error": r.get("error"),
+            "device": r.get("device"),
+        }
+        for r in manifest.get("runs") or []
+        if (str(r.get("variant")), r.get("seed")) not in seen
+    ]
+    if not extra:
+        return summary
+    added = _typed(pd.DataFrame(extra).reindex(columns=summary.columns))
+    return pd.concat([summary, added], ignore_index=True)

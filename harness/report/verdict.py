@@ -1,0 +1,171 @@
+"""The verdict: a few sentences generated from the numbers, answering what a reader asks
+first. Do the API levels learn the same? Which is fastest, by what ratio? What does the
+first step cost? Sentences are plain text; the page escapes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness import stats
+from harness.report.data import (
+    PARITY_TOLERANCE,
+    REFERENCE,
+    ReportData,
+    format_number,
+    parity_was_run,
+    throughput_by_label,
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    topic: str
+    sentence: str
+
+
+def verdict(data: ReportData) -> list[Finding]:
+    findings = [_runs(data), _parity(data), _accuracy(data), _speed(data), _first_step(data)]
+    findings.append(_target(data))
+    return [f for f in findings if f is not None]
+
+
+def _runs(data: ReportData) -> Finding:
+    s = data.summary
+    bad = s[s["status"] != "ok"]
+    text = (
+        f"{len(s)} runs: {len(data.labels)} variants × {s['seed'].nunique()} seeds; "
+        f"{len(s) - len(bad)} finished"
+    )
+    if bad.empty:
+        return Finding("Runs", text + ", none failed.")
+    listed = "; ".join(
+        f"{r.label} seed {r.seed}: {_reason(r.status, r.error)}" for r in bad.itertuples()
+    )
+    return Finding("Runs", f"{text}, {len(bad)} did not: {listed}.")
+
+
+def _parity(data: ReportData) -> Finding:
+    if not parity_was_run(data):
+        return Finding(
+            "Parity",
+            "Parity was not run, so whether the levels compute the same steps is untested "
+            f"here (a parity run compares every step's loss with {REFERENCE}).",
+        )
+    s = data.ok[data.ok["variant"] != REFERENCE].dropna(subset=["parity_max_abs_diff"])
+    if s.empty:
+        return Finding("Parity", f"Parity was requested but no run has a {REFERENCE} match.")
+    worst = s.groupby("label", sort=False)["parity_max_abs_diff"].max()
+    failing = worst[worst >= PARITY_TOLERANCE]
+    passing = worst[worst < PARITY_TOLERANCE]
+    parts = []
+    if len(passing):
+        parts.append(
+            f"{len(passing)} of {len(worst)} variants matched {REFERENCE} within "
+            f"{PARITY_TOLERANCE:g} at every step (largest |Δloss| "
+            f"{passing.max():.2g}, {passing.idxmax()})"
+        )
+    if len(failing):
+        listed = ", ".join(f"{lab} (max |Δloss| {v:.2g})" for lab, v in failing.items())
+        parts.append(f"{len(failing)} did not: {listed}")
+    verdict = "they learn the same" if failing.empty else "they do not all learn the same"
+    return Finding("Parity", "; ".join(parts) + f": {verdict}.")
+
+
+def _accuracy(data: ReportData) -> Finding | None:
+    ok = data.ok.dropna(subset=["test_accuracy"])
+    if ok.empty:
+        return None
+    means = ok.groupby("label", sort=False)["test_accuracy"].mean()
+    span = (
+        f"Final test accuracy (mean over seeds) ranges from {means.min():.4f} "
+        f"({means.idxmin()}) to {means.max():.4f} ({means.idxmax()})"
+    )
+    if len(means) == 1:
+        return Finding("Accuracy", f"{span}; one variant, nothing to compare.")
+    groups = {
+        lab: dict(zip(g["block"], g["test_accuracy"], strict=True))
+        for lab, g in ok.groupby("label", sort=False)
+    }
+    test = stats.compare_groups(groups)
+    if not test.possible:
+        return Finding(
+            "Accuracy",
+            f"{span}. No significance test is possible ({test.reason}); run more seeds "
+            "to tell a real difference from seed noise.",
+        )
+    what = (
+        f"{test.test} test across {len(groups)} variants "
+        + (f"on {test.n} seeds shared by all" if test.test == "Friedman" else "over seeds")
+        + f": statistic {test.statistic:.3g}, p = {test.p_value:.3g}"
+    )
+    if test.significant():
+        conclusion = f"the differences are significant at α = {stats.ALPHA}"
+    else:
+        conclusion = f"the differences are not significant at α = {stats.ALPHA}"
+    return Finding("Accuracy", f"{span}. {what}; {conclusion}.")
+
+
+def _speed(data: ReportData) -> Finding | None:
+    samples = throughput_by_label(data)
+    if not samples:
+        return None
+    ranked = sorted(samples, key=lambda lab: -float(np.median(samples[lab])))
+    best = ranked[0]
+    med = {lab: float(np.median(samples[lab])) for lab in ranked}
+    text = f"{best} is fastest at {format_number(med[best])} samples/s (median)"
+    if len(ranked) == 1:
+        return Finding("Speed", text + ".")
+    second, slowest = ranked[1], ranked[-1]
+    shift = stats.compare_samples(samples[second], samples[best])
+    if shift.test.possible:
+        sig = "significant" if shift.test.significant() else "not significant"
+        test = f"{shift.test.test} p = {shift.test.p_value:.2g}, {sig}"
+    else:
+        test = f"no test possible: {shift.test.reason}"
+    text += f", {med[best] / med[second]:.2f}× the next, {second} ({test})"
+    if slowest != second:
+        text += f", and {med[best] / med[slowest]:.1f}× the slowest, {slowest}"
+    return Finding("Speed", text + ".")
+
+
+def _first_step(data: ReportData) -> Finding | None:
+    ok = data.ok.dropna(subset=["first_step_seconds"])
+    if ok.empty:
+        return None
+    med = ok.groupby("label", sort=False)["first_step_seconds"].median().sort_values()
+    low, high = med.index[0], med.index[-1]
+    text = f"The first step (process start to end of step 1) takes {med[low]:.3g} s for {low}"
+    if len(med) > 1:
+        text += (
+            f" and {med[high]:.3g} s for {high}, {med[high] / med[low]:.1f}× as long: "
+            "imports, model build and tracing are paid once per process"
+        )
+    return Finding("First step", text + ".")
+
+
+def _target(data: ReportData) -> Finding | None:
+    target = data.target_accuracy()
+    ok = data.ok
+    if target is None or ok.empty:
+        return None
+    med = ok.groupby("label", sort=False)["seconds_to_target"].median().dropna().sort_values()
+    never = [lab for lab in data.plotted_labels() if lab not in med.index]
+    if med.empty:
+        return Finding("Target", f"No variant reached {target:.1%} test accuracy.")
+    text = (
+        f"{med.index[0]} reached {target:.1%} test accuracy first, after "
+        f"{med.iloc[0]:.3g} s of training (median)"
+    )
+    if never:
+        text += f"; never reached it: {', '.join(never)}"
+    return Finding("Target", text + ".")
+
+
+def _reason(status: object, error: object) -> str:
+    """'failed: ValueError: ...' once, not 'failed (failed: ValueError: ...)'."""
+    status = str(status)
+    if not (isinstance(error, str) and error.strip()):
+        return status
+    return error if error.startswith(status) else f"{status}: {error}"

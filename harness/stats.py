@@ -1,0 +1,160 @@
+"""Statistics computed from samples, never from a single number: spreads, confidence
+intervals, and the two significance tests the reports use.
+
+Every function takes the raw samples (NaN entries are dropped) and says honestly when
+there are too few of them: an interval or a test that cannot be computed is NaN or carries
+a `reason`, it is never made up from one value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+ALPHA = 0.05
+
+
+def clean(samples: Iterable[float]) -> np.ndarray:
+    """The finite samples as a float array (missing values and NaN from failed runs dropped)."""
+    a = np.asarray(list(samples), dtype=float)
+    return a[np.isfinite(a)]
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median with the interquartile range and the extremes of a sample."""
+
+    n: int
+    median: float
+    q1: float
+    q3: float
+    min: float
+    max: float
+
+
+def spread(samples: Iterable[float]) -> Spread:
+    a = clean(samples)
+    if a.size == 0:
+        nan = math.nan
+        return Spread(0, nan, nan, nan, nan, nan)
+    q1, med, q3 = np.percentile(a, [25, 50, 75])
+    return Spread(int(a.size), float(med), float(q1), float(q3), float(a.min()), float(a.max()))
+
+
+@dataclass(frozen=True)
+class MeanCI:
+    """Mean with a two-sided Student-t confidence interval; `low`/`high` are NaN when n < 2."""
+
+    n: int
+    mean: float
+    low: float
+    high: float
+    confidence: float = 0.95
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+
+def mean_ci(samples: Iterable[float], confidence: float = 0.95) -> MeanCI:
+    a = clean(samples)
+    if a.size == 0:
+        return MeanCI(0, math.nan, math.nan, math.nan, confidence)
+    mean = float(a.mean())
+    if a.size < 2:
+        return MeanCI(1, mean, math.nan, math.nan, confidence)
+    # The t quantile, not 1.96: with 3 seeds the interval is 4.3 standard errors wide.
+    half = float(sps.t.ppf(0.5 + confidence / 2, a.size - 1) * sps.sem(a))
+    return MeanCI(int(a.size), mean, mean - half, mean + half, confidence)
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """The outcome of a significance test, or why none was possible (`p_value` NaN, `reason`)."""
+
+    test: str
+    statistic: float
+    p_value: float
+    n: int  # samples per group (blocks for a paired test; the smallest group otherwise)
+    reason: str = ""
+
+    @property
+    def possible(self) -> bool:
+        return not self.reason
+
+    def significant(self, alpha: float = ALPHA) -> bool:
+        return self.possible and self.p_value < alpha
+
+
+def compare_groups(
+    groups: Mapping[str, Mapping[str, float]], *, paired: bool | None = None
+) -> TestResult:
+    """Do the groups differ? `groups` maps a group (variant) to its samples keyed by block
+    (a seed's task): {"tf2_function": {"seed0": 0.97, "seed1": 0.96}, ...}.
+
+    When every group has a value for the same two or more blocks, the design is paired
+    (every variant saw the same data, weights and batch order in a seed) and the Friedman
+    test ranks the variants within each seed, so the large seed-to-seed variation does not
+    hide a consistent difference. Otherwise (different seeds, or only two groups, where
+    Friedman is undefined) the Kruskal-Wallis H test compares the groups as independent
+    samples. Both are rank tests: accuracies from 2-5 seeds are not known to be normal.
+    `paired=False` forces Kruskal-Wallis.
+    """
+    named = {g: {b: v for b, v in s.items() if np.isfinite(v)} for g, s in groups.items()}
+    named = {g: s for g, s in named.items() if s}
+    if len(named) < 2:
+        return TestResult("none", math.nan, math.nan, 0, "fewer than two variants have results")
+    common = sorted(set.intersection(*(set(s) for s in named.values())))
+    use_paired = (len(named) >= 3 and len(common) >= 2) if paired is None else paired
+    if use_paired:
+        if len(named) < 3 or len(common) < 2:
+            return TestResult(
+                "Friedman", math.nan, math.nan, len(common), "needs 3 variants and 2 shared seeds"
+            )
+        table = np.array([[named[g][b] for b in common] for g in named])  # (groups, blocks)
+        if np.all(table == table[:1, :]):
+            # Every variant scored the same within every seed: all ranks tie, no difference.
+            return TestResult("Friedman", 0.0, 1.0, len(common))
+        stat, p = sps.friedmanchisquare(*table)
+        return TestResult("Friedman", float(stat), float(p), len(common))
+    samples = [np.array(list(s.values())) for s in named.values()]
+    n_min = min(a.size for a in samples)
+    if n_min < 2:
+        return TestResult(
+            "Kruskal-Wallis", math.nan, math.nan, n_min, "a variant has fewer than 2 seeds"
+        )
+    if np.ptp(np.concatenate(samples)) == 0:
+        return TestResult("Kruskal-Wallis", 0.0, 1.0, n_min)
+    stat, p = sps.kruskal(*samples)
+    return TestResult("Kruskal-Wallis", float(stat), float(p), n_min)
+
+
+@dataclass(frozen=True)
+class ShiftResult:
+    """B against A: the ratio of medians (B / A) and a Mann-Whitney U test of the samples."""
+
+    a: Spread
+    b: Spread
+    ratio: float
+    test: TestResult
+
+
+def compare_samples(a: Sequence[float], b: Sequence[float]) -> ShiftResult:
+    """Did the samples shift from A to B? Two-sided Mann-Whitney U: timing samples are
+    skewed by the occasional slow window, so a rank test is safer than Welch's t."""
+    xa, xb = clean(a), clean(b)
+    sa, sb = spread(xa), spread(xb)
+    ratio = sb.median / sa.median if sa.n and sb.n and sa.median != 0 else math.nan
+    n = min(xa.size, xb.size)
+    if n < 2:
+        test = TestResult("Mann-Whitney U", math.nan, math.nan, n, "fewer than 2 samples")
+    elif np.ptp(np.concatenate([xa, xb])) == 0:
+        test = TestResult("Mann-Whitney U", 0.0, 1.0, n)
+    else:
+        u, p = sps.mannwhitneyu(xa, xb, alternative="two-sided")
+        test = TestResult("Mann-Whitney U", float(u), float(p), n)
+    return ShiftResult(sa, sb, float(ratio), test)
