@@ -20,7 +20,6 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,7 +32,7 @@ from harness.datasets import Dataset
 from harness.loc import SourceInfo
 from harness.task import make_task
 from harness.worker import WorkerConfig, optimizer_to_dict
-from variants.base import Optimizer
+from variants.base import ModelSpec, Optimizer
 
 # A resumed suite keeps these runs: both are finished measurements (a divergence is the
 # outcome of the settings, and would only repeat). Failed, timed-out and pending runs are
@@ -170,6 +169,15 @@ def _last_exception_line(log: Path) -> str | None:
     return lines[-1] if lines else None
 
 
+def _roofline() -> Any:
+    """harness.roofline if this checkout has it (it is optional: the FLOP columns stay empty)."""
+    try:
+        from harness import roofline
+    except ImportError:
+        return None
+    return roofline
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -251,12 +259,25 @@ class Suite:
         self.epochs: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self.manifest: dict[str, Any] = {}
         self.task_files: dict[int, Path] = {}
-        self.tmp = Path(tempfile.mkdtemp(prefix="mlpbench-tasks-"))
+        self.spec = ModelSpec(len(dataset.x_train[0]), config.hidden)
+        self.tmp: Path | None = None  # the saved tasks, removed when the suite ends
 
     # -- preparation ---------------------------------------------------------------------------
 
     def prepare(self) -> None:
         """Everything before the first worker starts; raises SuiteError on bad input."""
+        try:
+            self._prepare()
+        except BaseException:
+            self._cleanup()
+            raise
+
+    def _cleanup(self) -> None:
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+
+    def _prepare(self) -> None:
         out = self.config.out
         previous = None
         if self.config.resume and (out / storage.MANIFEST).exists():
@@ -269,6 +290,7 @@ class Suite:
             clear_results_dir(out)
 
         tasks = {}
+        self.tmp = Path(tempfile.mkdtemp(prefix="mlpbench-tasks-"))
         for seed in self.config.seeds:
             task = make_task(self.dataset, self.config.hidden, self.config.epochs, seed)
             path = self.tmp / f"seed{seed}.npz"
@@ -368,7 +390,7 @@ class Suite:
             self.save()
             return 130
         finally:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            self._cleanup()
         failed = any(r.status != "ok" for r in self.records)
         return 1 if failed or self.summary()["parity_pass"].eq(False).any() else 0
 
@@ -494,10 +516,9 @@ class Suite:
 
     def _calibrate(self) -> None:
         """The roofline calibration, once per suite and after every run so that it disturbs
-        none; its absence or failure only leaves the roofline columns empty."""
-        if not self.config.calibrate or (self.manifest.get("calibration") or {}).get("peak_gflops"):
-            return
-        if find_spec("harness.roofline") is None:
+        none; its absence or failure only leaves `roofline_fraction` empty."""
+        done = (self.manifest.get("calibration") or {}).get("peak_gflops")
+        if not self.config.calibrate or done or _roofline() is None:
             return
         spec = self.manifest["tasks"][str(self.config.seeds[0])]
         cmd = [
@@ -506,26 +527,25 @@ class Suite:
             "--hidden", ",".join(map(str, self.config.hidden)),
             "--batch-size", str(self.config.batch_size),
         ]  # fmt: skip
-        self.listener.note("calibrating the roofline (harness.roofline)")
+        self.listener.note("calibrating the roofline: GEMM throughput at these layer sizes")
         try:
             out = subprocess.run(
                 cmd, capture_output=True, text=True, timeout=300, env=self._worker_env()
             )
-            lines = out.stdout.strip().splitlines()
-            result = json.loads(lines[-1]) if out.returncode == 0 and lines else None
+            result = json.loads(out.stdout) if out.returncode == 0 else None
+            error = (out.stderr.strip().splitlines() or ["no output"])[-1]
         except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
-            result, out = None, exc
-        if not isinstance(result, dict):
-            detail = getattr(out, "stderr", None) or str(out)
-            error = " ".join(str(detail).strip().splitlines()[-1:])
-            self.manifest["calibration"] = {"error": error or "no output"}
+            result, error = None, f"{type(exc).__name__}: {exc}"
+        if isinstance(result, dict) and result.get("peak_gflops"):
+            self.manifest["calibration"] = result
+        else:
+            self.manifest["calibration"] = {"error": error}
             self.listener.note(f"roofline calibration failed: {error}")
-            return
-        self.manifest["calibration"] = result
 
     def summary(self) -> pd.DataFrame:
         """One row per run, from the records and the step and epoch rows."""
         calibration = self.manifest.get("calibration") or {}
+        roofline = _roofline()
         reference = {
             r.seed: self._losses(r.key)
             for r in self.records
@@ -564,12 +584,11 @@ class Suite:
                 gap = metrics.max_abs_diff(self._losses(r.key), reference[r.seed])
                 if gap is not None:
                     row.update(parity_max_abs_diff=gap, parity_pass=gap < metrics.PARITY_TOLERANCE)
-            fps = calibration.get("flops_per_sample")
-            if fps:
-                row["flops_per_sample"] = fps
-                if row.get("samples_per_second") and calibration.get("peak_gflops"):
-                    achieved = row["samples_per_second"] * fps / 1e9
-                    row["roofline_fraction"] = achieved / calibration["peak_gflops"]
+            if roofline is not None:
+                row["flops_per_sample"] = fps = roofline.flops_per_sample(self.spec)
+                peak, sps = calibration.get("peak_gflops"), row.get("samples_per_second")
+                if peak and sps:
+                    row["roofline_fraction"] = roofline.roofline_fraction(sps, fps, peak)
             rows.append(row)
         return pd.DataFrame(rows).reindex(columns=storage.SUMMARY_COLUMNS)
 

@@ -1,0 +1,433 @@
+"""`mlpbench`: the command line. Parses and validates, then hands over to the runner.
+
+Every problem with the input is found before any work starts and reported as one line,
+`mlpbench: error: ...`, with exit status 2 (never a traceback). Exit statuses of `run`:
+0 every run ok and every parity check passed, 1 a run failed, timed out or diverged or a
+parity check failed, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NoReturn
+
+import variants
+from harness import datasets, loc, storage
+from harness.worker import OPTIMIZERS
+
+PROG = "mlpbench"
+# Defaults sized per dataset: the 8x8 digits need a small network to learn in a few seconds,
+# the 784-pixel sets the classic 512-256 MLP. Targets are what that network reaches in 10
+# epochs with Adam, so time-to-accuracy is reported by default.
+DEFAULT_HIDDEN = {"digits": (64, 32), "fashion-mnist": (512, 256), "mnist": (512, 256)}
+DEFAULT_TARGET = {"digits": 0.9, "fashion-mnist": 0.85, "mnist": 0.97}
+DEFAULTS = {"epochs": 10, "batch_size": 128, "seeds": "0,1,2", "timeout": 300.0}
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line (no usage block), like every other input error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROG}: error: {message} (see {self.prog} --help)\n")
+
+
+# -- argument types: each rejects bad values with a message argparse turns into one line ------
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def int_list(minimum: int) -> Any:
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(t) for t in text.split(",") if t.strip())
+        except ValueError:
+            message = f"{text!r} is not a comma-separated list of integers"
+            raise argparse.ArgumentTypeError(message) from None
+        if not values or min(values) < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: each value must be >= {minimum}")
+        return values
+
+    return parse
+
+
+# -- the parser ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog=PROG,
+        description="One MLP task at every TensorFlow API level: same data, same weights, same "
+        "batches; compare what each level costs.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("list", help="the variants, their API level and lines of code")
+    p.set_defaults(func=cmd_list)
+
+    p = commands.add_parser(
+        "run",
+        help="run the suite and write a results folder",
+        description="Run every (variant, seed) in a fresh process on the same task and write "
+        "manifest.json, steps.csv, epochs.csv and summary.csv (results/README.md). The defaults "
+        "run the whole comparison on digits.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.set_defaults(func=cmd_run)
+    g = p.add_argument_group("what to run")
+    g.add_argument(
+        "--variants",
+        help="'all' or a comma-separated list of registry names (see `mlpbench list`); "
+        "default: all, or none when --variant is given",
+    )
+    g.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="MODULE:CLASS",
+        help="also run your own class following variants/base.py:Variant (repeatable); "
+        "imported from the current folder or PYTHONPATH",
+    )
+    g.add_argument("--dataset", choices=datasets.DATASETS, default="digits")
+    g.add_argument("--data-dir", help="folder of the mnist/fashion-mnist files")
+    g.add_argument(
+        "--download", action="store_true", help="let mnist be fetched with Keras if missing"
+    )
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"])
+    g.add_argument("--batch-size", type=positive_int, default=DEFAULTS["batch_size"])
+    g.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
+    g.add_argument(
+        "--lr", type=positive_float, help="learning rate (default: sgd 0.1, momentum 0.05, "
+        "adam 0.001)"
+    )  # fmt: skip
+    g.add_argument(
+        "--hidden",
+        type=int_list(1),
+        help="hidden layer widths, e.g. 512,256 (default: 64,32 for digits, 512,256 otherwise)",
+    )
+    g.add_argument(
+        "--seeds", type=int_list(0), default=DEFAULTS["seeds"], help="one run per variant per seed"
+    )
+    g = p.add_argument_group("measurement")
+    g.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    g.add_argument(
+        "--parity",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"check every step's loss against {variants.REFERENCE} (added if not selected)",
+    )
+    g.add_argument(
+        "--target-accuracy",
+        type=fraction,
+        help="test accuracy for time-to-target (default: digits 0.9, fashion-mnist 0.85, "
+        "mnist 0.97)",
+    )
+    g.add_argument(
+        "--timeout", type=positive_float, default=DEFAULTS["timeout"], help="seconds per run"
+    )
+    g.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="runs at once; above 1 their timings disturb each other (recorded)",
+    )
+    g.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the GEMM roofline once at the end of the suite",
+    )
+    g = p.add_argument_group("output")
+    g.add_argument("--out", type=Path, help="results folder (default: results/<UTC time>)")
+    g.add_argument(
+        "--resume", action="store_true", help="continue OUT: skip runs already ok or diverged"
+    )
+    g.add_argument("--force", action="store_true", help="replace an existing OUT")
+
+    from harness.report import cli as report_cli  # report, compare, export-tensorboard
+
+    report_cli.register(commands)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mlpbench")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+# -- list ---------------------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from harness.progress import make_console
+
+    table = Table()
+    for column in ("variant", "API level", "LOC", "class"):
+        table.add_column(column, justify="right" if column == "LOC" else "left")
+    for name, path in variants.REGISTRY.items():
+        info = loc.source_info(path)
+        label = f"{name} (reference)" if name == variants.REFERENCE else name
+        if info is None:
+            table.add_row(label, "[red]module not found[/]", "-", path)
+        else:
+            table.add_row(label, info.api_level or "?", str(info.loc), path)
+    make_console().print(table)
+    return 0
+
+
+# -- run: validation, then the suite ------------------------------------------------------------
+
+
+def select_variants(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(name, module:Class) in the order asked; the parity reference first when needed."""
+    chosen: list[tuple[str, str]] = []
+    spec = args.variants if args.variants is not None else ("" if args.variant else "all")
+    names = list(variants.REGISTRY) if spec.strip() == "all" else spec.split(",")
+    for name in (n.strip() for n in names):
+        if not name:
+            continue
+        if name not in variants.REGISTRY:
+            raise UsageError(
+                f"unknown variant {name!r}: use one of {', '.join(variants.REGISTRY)} or all"
+            )
+        chosen.append((name, variants.REGISTRY[name]))
+    for path in args.variant:
+        module, _, cls = path.partition(":")
+        if not module or not cls:
+            raise UsageError(f"--variant {path!r}: expected package.module:Class")
+        chosen.append((path, path))
+    if not chosen:
+        raise UsageError("no variants selected")
+    unique = list(dict.fromkeys(chosen))  # a variant named twice runs once
+    if args.parity and variants.REFERENCE not in dict(unique):
+        unique.insert(0, (variants.REFERENCE, variants.REGISTRY[variants.REFERENCE]))
+    return unique
+
+
+def check_output(out: Path, resume: bool, force: bool) -> None:
+    if resume and force:
+        raise UsageError("--resume and --force contradict each other: pick one")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file")
+    if out.is_dir() and any(out.iterdir()) and not (resume or force):
+        raise UsageError(f"{out} already exists: --resume to continue it, --force to overwrite it")
+    if resume and out.is_dir() and any(out.iterdir()):
+        try:
+            storage.read_manifest(out)
+        except storage.ResultsError as exc:
+            raise UsageError(f"--resume: {exc}") from None
+
+
+def _python_json(args: list[str], env: dict[str, str] | None = None) -> tuple[int, list[Any]]:
+    """Run `python ARGS` from here and parse each stdout line as JSON."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), env.get("PYTHONPATH")) if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env)
+    parsed = []
+    for line in proc.stdout.splitlines():
+        try:
+            parsed.append(json.loads(line))
+        except ValueError:
+            continue
+    return proc.returncode, parsed
+
+
+def check_user_variants(paths: list[str]) -> dict[str, Path]:
+    """Import user classes in a throwaway process (they may import TensorFlow, which the
+    runner must not) and check the protocol; returns each one's source file."""
+    if not paths:
+        return {}
+    code, results = _python_json(["-m", "harness.worker", "--check", *paths])
+    files = {}
+    for r in results:
+        if not r.get("ok"):
+            raise UsageError(f"--variant {r['path']}: {r['error']}")
+        files[r["path"]] = Path(r["file"]) if r.get("file") else None
+    if code != 0 or len(files) != len(paths):
+        raise UsageError(f"--variant: cannot check {', '.join(paths)} (status {code})")
+    return files
+
+
+def check_gpu() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    code, results = _python_json(["-m", "harness.environment"], env)
+    if code != 0 or not results:
+        raise UsageError("--device gpu: cannot start TensorFlow to look for a GPU")
+    if not results[-1].get("gpus"):
+        raise UsageError("--device gpu: TensorFlow sees no GPU on this machine; use --device cpu")
+
+
+def make_config(args: argparse.Namespace, argv: list[str]) -> Any:
+    from harness.runner import RunConfig
+
+    chosen = select_variants(args)
+    optimizer_cls = OPTIMIZERS[args.optimizer]
+    optimizer = optimizer_cls() if args.lr is None else optimizer_cls(lr=args.lr)
+    out = args.out or Path("results") / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return RunConfig(
+        variants=tuple(name for name, _ in chosen),
+        variant_paths=tuple(chosen),
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=optimizer,
+        hidden=args.hidden or DEFAULT_HIDDEN.get(args.dataset, (512, 256)),
+        seeds=tuple(dict.fromkeys(args.seeds)),
+        device=args.device,
+        parity=args.parity,
+        target_accuracy=args.target_accuracy or DEFAULT_TARGET.get(args.dataset, 0.9),
+        timeout=args.timeout,
+        jobs=args.jobs,
+        calibrate=args.calibrate,
+        out=out,
+        resume=args.resume,
+        force=args.force,
+        argv=(PROG, *argv),
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.runner import SuiteError
+
+    argv = args.argv
+    config = make_config(args, argv)
+    check_output(config.out, config.resume, config.force)
+    sources = {}
+    for name, path in config.variant_paths:
+        if name == path:
+            continue  # a user class: located by the import check below
+        sources[name] = loc.source_info(path)
+        if sources[name] is None:
+            raise UsageError(f"variant {name}: module {path.partition(':')[0]} is not installed")
+    try:
+        dataset = datasets.load(args.dataset, args.data_dir, download=args.download)
+    except datasets.DatasetError as exc:
+        raise UsageError(" ".join(str(exc).split())) from None
+    if config.batch_size > len(dataset.x_train):
+        raise UsageError(
+            f"--batch-size {config.batch_size} is larger than the {len(dataset.x_train)} "
+            f"training samples of {config.dataset}"
+        )
+    user_paths = [path for name, path in config.variant_paths if name == path]
+    for path, file in check_user_variants(user_paths).items():
+        sources[path] = loc.source_info(path, file) if file else None
+    if config.device == "gpu":
+        check_gpu()
+
+    from harness.progress import RichProgress
+    from harness.runner import Suite
+
+    progress = RichProgress(config.epochs)
+    suite = Suite(config, dataset, sources, progress)
+    try:
+        suite.prepare()
+    except SuiteError as exc:
+        raise UsageError(str(exc)) from None
+    with progress:
+        code = suite.execute()
+    report_end(suite, code)
+    return code
+
+
+def report_end(suite: Any, code: int) -> None:
+    from harness.progress import make_console, summary_table
+
+    config, records = suite.config, suite.records
+    out, err = make_console(), make_console(stderr=True)
+    finished = [r for r in records if r.status != "pending"]
+    if finished:
+        summary = suite.summary()
+        out.print(summary_table(summary[summary["status"] != "pending"], title=str(config.out)))
+    if code == 130:
+        argv = [a for a in config.argv if a not in ("--force",)]
+        if not any(a == "--out" or a.startswith("--out=") for a in argv):
+            argv += ["--out", str(config.out)]
+        err.print(
+            f"interrupted: {len(finished)} of {len(records)} runs kept in {config.out}; "
+            f"finish with: {shlex.join([*argv, '--resume'] if '--resume' not in argv else argv)}",
+            highlight=False,
+        )
+        return
+    bad = [r for r in records if r.status != "ok"]
+    parity = suite.summary()["parity_pass"].eq(False).sum()
+    verdict = f"{len(records) - len(bad)} of {len(records)} runs ok"
+    if bad:
+        verdict += ", " + ", ".join(f"{r.variant} seed {r.seed}: {r.status}" for r in bad[:5])
+    if parity:
+        verdict += f"; {parity} failed the parity check against {variants.REFERENCE}"
+    err.print(f"{verdict}. Results: {config.out}", highlight=False)
+
+
+def _interrupt_on_sigterm() -> None:
+    """A `kill` is handled like Ctrl-C: finished runs are kept."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    _interrupt_on_sigterm()
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""What `mlpbench run` shows while it works and when it ends (rich): a live line per running
+worker (variant, seed, epoch, loss), a line per finished run, and the summary table.
+
+Progress goes to stderr and the table to stdout, so `mlpbench run > table.txt` keeps only the
+result. The live display refreshes twice a second: the runner shares the CPU with the run it
+is timing and must stay quiet.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from harness.runner import RunRecord
+
+STATUS_STYLE = {"ok": "green", "diverged": "yellow", "timeout": "red", "failed": "red"}
+
+
+def _num(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "-"
+    return format(value, fmt)
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console that, when writing to a file or pipe, is wide enough for the tables instead
+    of rich's 80 columns."""
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=160)
+
+
+class RichProgress:
+    """The runner's Listener, drawn with rich."""
+
+    def __init__(self, epochs: int, console: Console | None = None) -> None:
+        self.console = console or make_console(stderr=True)
+        self.epochs = epochs
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            refresh_per_second=2,
+            transient=True,
+        )
+        self.tasks: dict[tuple[str, int], Any] = {}
+        self.overall: Any = None
+
+    def __enter__(self) -> RichProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def suite_started(self, total: int, already_done: int) -> None:
+        if already_done:
+            self.console.print(f"resuming: {already_done} of {total} runs already done")
+        self.overall = self.progress.add_task("runs", total=total, completed=already_done)
+
+    def run_started(self, record: RunRecord) -> None:
+        label = f"  {record.variant} seed {record.seed}: starting"
+        self.tasks[record.key] = self.progress.add_task(label, total=self.epochs)
+
+    def epoch_finished(self, record: RunRecord, epoch: int, loss: float, acc: float) -> None:
+        label = (
+            f"  {record.variant} seed {record.seed}: epoch {epoch}/{self.epochs} "
+            f"loss {loss:.4f} acc {acc:.3f}"
+        )
+        self.progress.update(self.tasks[record.key], description=label, completed=epoch)
+
+    def run_finished(self, record: RunRecord, summary: dict[str, Any]) -> None:
+        self.progress.remove_task(self.tasks.pop(record.key))
+        self.progress.advance(self.overall)
+        style = STATUS_STYLE.get(record.status, "")
+        head = f"[{style}]{record.status:<8}[/] {record.variant} seed {record.seed}"
+        if record.status == "ok":
+            detail = (
+                f"acc {_num(summary.get('test_accuracy'), '.3f')}  "
+                f"{_num(summary.get('samples_per_second'), ',.0f')} samples/s  "
+                f"first step {_num(record.first_step_seconds, '.2f')} s"
+            )
+        else:
+            detail = record.error or ""
+        line = f"{head}  {detail}  ({record.wall_seconds:.1f} s)"
+        self.console.print(line, highlight=False, soft_wrap=True)
+
+    def note(self, message: str) -> None:
+        self.console.print(f"[dim]{message}[/]")
+
+
+def _spread(values: pd.Series) -> str:
+    """Median, and half the range as a percentage of it: single runs vary by tens of %."""
+    values = values.dropna().astype(float)
+    if values.empty:
+        return "-"
+    median = float(values.median())
+    text = f"{median:,.0f}"
+    if len(values) > 1 and median > 0:
+        text += f" ±{50 * (values.max() - values.min()) / median:.0f}%"
+    return text
+
+
+def summary_table(summary: pd.DataFrame, title: str = "") -> Table:
+    """One row per variant: medians over its seeds; failures are counted, not hidden."""
+    table = Table(title=title or None, title_justify="left")
+    for name, justify in [
+        ("variant", "left"),
+        ("ok/runs", "right"),
+        ("test acc", "right"),
+        ("samples/s", "right"),
+        ("first step s", "right"),
+        ("peak MB", "right"),
+        ("parity max|Δ|", "right"),
+        ("LOC", "right"),
+        ("problem", "left"),
+    ]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for variant, rows in summary.groupby("variant", sort=False):
+        ok = rows[rows["status"] == "ok"]
+        parity = rows["parity_max_abs_diff"].dropna().astype(float)
+        passed = rows["parity_pass"].dropna()
+        parity_text = "-"
+        if not parity.empty:
+            mark = "[green]✓[/]" if bool(passed.all()) and len(passed) else "[red]✗[/]"
+            parity_text = f"{parity.max():.1e} {mark}"
+        problems = rows[rows["status"] != "ok"]
+        problem = ""
+        if not problems.empty:
+            first = problems.iloc[0]
+            problem = f"{first['status']}: {first['error'] if pd.notna(first['error']) else ''}"
+        table.add_row(
+            str(variant),
+            f"{len(ok)}/{len(rows)}",
+            _num(ok["test_accuracy"].median() if len(ok) else None, ".3f"),
+            _spread(ok["samples_per_second"]),
+            _num(ok["first_step_seconds"].median() if len(ok) else None, ".2f"),
+            _num(ok["peak_rss_mb"].median() if len(ok) else None, ".0f"),
+            parity_text,
+            _num(int(rows["loc"].dropna().iloc[0]) if rows["loc"].notna().any() else None, "d"),
+            problem,
+        )
+    return table
