@@ -105,12 +105,11 @@ def _error(message: str) -> int:
     return EXIT_USAGE
 
 
-def _invoked() -> str:
-    """The command line as typed, for the page's 'reproduce' section."""
-    argv = list(sys.argv)
-    if argv and Path(argv[0]).name in ("mlpbench", "cli.py", "__main__.py"):
-        argv[0] = "mlpbench"
-    return shlex.join(argv)
+def _invoked(args: argparse.Namespace) -> str:
+    """The command line as typed, for the page's 'reproduce' section (the main CLI keeps
+    its arguments in `args.argv`)."""
+    argv = getattr(args, "argv", None)
+    return shlex.join(["mlpbench", *(sys.argv[1:] if argv is None else argv)])
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -118,7 +117,7 @@ def _report(args: argparse.Namespace) -> int:
 
     out = args.out or Path("reports") / args.results[0].name
     try:
-        index = build_report(args.results, out, command=_invoked())
+        index = build_report(args.results, out, command=_invoked(args))
     except ResultsError as exc:
         return _error(str(exc))
     print(f"report: {index}")
