@@ -129,7 +129,7 @@ class Listener(Protocol):
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def check_resumable(config: RunConfig, manifest: dict[str, Any]) -> None:

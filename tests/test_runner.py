@@ -1,0 +1,266 @@
+"""Whole suites through `mlpbench run`, in real processes: the results folder, parity, every
+kind of failure, --jobs, --resume and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness import storage
+
+from .test_cli import ENV, MLPBENCH, ROOT, SMALL, assert_one_line_error, mlpbench
+
+STEPS_PER_EPOCH = math.ceil(1347 / 128)  # digits: 1347 training images
+FAULTY = ["Crash", "Killed", "Segfault", "Hang", "Diverge"]
+EXPECTED_STATUS = {
+    "numpy_scratch": ("ok", None),
+    "tests.faulty_variants:Crash": ("failed", "RuntimeError: deliberate failure in train_epoch"),
+    "tests.faulty_variants:Killed": ("failed", "killed by signal SIGKILL"),
+    "tests.faulty_variants:Segfault": ("failed", "killed by signal SIGSEGV"),
+    "tests.faulty_variants:Hang": ("timeout", "no result after 5 s"),
+    "tests.faulty_variants:Diverge": ("diverged", "loss became nan at step 12 (epoch 2)"),
+}
+
+
+def manifest(out: Path) -> dict:
+    return json.loads((out / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def good_suite(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """The reference and a TensorFlow variant, with the roofline calibration."""
+    out = tmp_path_factory.mktemp("good") / "suite"
+    args = ["run", "--variants", "numpy_scratch,tf2_function", "--hidden", "16", "--epochs", "2"]
+    return out, mlpbench(*args, "--seeds", "0", "--out", str(out), timeout=300)
+
+
+@pytest.fixture(scope="module")
+def faulty_suite(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """A good variant among every kind of failure."""
+    out = tmp_path_factory.mktemp("faulty") / "suite"
+    extra = [a for name in FAULTY for a in ("--variant", f"tests.faulty_variants:{name}")]
+    result = mlpbench(
+        "run", *SMALL, "--variants", "numpy_scratch", *extra, "--timeout", "5", "--out", str(out)
+    )
+    return out, result
+
+
+def test_good_suite_writes_the_documented_files(good_suite):
+    out, result = good_suite
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    for name in ("manifest.json", "steps.csv", "epochs.csv", "summary.csv"):
+        assert (out / name).is_file()
+
+    steps = pd.read_csv(out / "steps.csv")
+    epochs = pd.read_csv(out / "epochs.csv")
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(steps.columns) == storage.STEPS_COLUMNS
+    assert list(epochs.columns) == storage.EPOCHS_COLUMNS
+    assert list(summary.columns) == storage.SUMMARY_COLUMNS
+
+    for variant in ("numpy_scratch", "tf2_function"):
+        mine = steps[steps["variant"] == variant]
+        assert len(mine) == 2 * STEPS_PER_EPOCH
+        assert mine["step"].tolist() == list(range(1, 2 * STEPS_PER_EPOCH + 1))
+        assert len(epochs[epochs["variant"] == variant]) == 2
+
+    assert (summary["status"] == "ok").all()
+    assert (summary["params"] == 64 * 16 + 16 + 16 * 10 + 10).all()
+    for column in ("samples_per_second", "first_step_seconds", "peak_rss_mb", "loc"):
+        assert (summary[column] > 0).all(), column
+    assert summary["source_sha256"].str.fullmatch(r"[0-9a-f]{64}").all()
+    tf_row = summary.set_index("variant").loc["tf2_function"]
+    numpy_row = summary.set_index("variant").loc["numpy_scratch"]
+    # the TensorFlow worker pays for importing TensorFlow before its first step
+    assert tf_row["first_step_seconds"] > numpy_row["first_step_seconds"]
+    assert tf_row["device"] == "cpu"
+
+
+def test_good_suite_checks_parity_against_numpy(good_suite):
+    out, _ = good_suite
+    summary = pd.read_csv(out / "summary.csv").set_index("variant")
+    assert summary.loc["tf2_function", "parity_max_abs_diff"] < 1e-5
+    assert bool(summary.loc["tf2_function", "parity_pass"]) is True
+    assert summary.loc["numpy_scratch", "parity_max_abs_diff"] == 0
+
+
+def test_good_suite_manifest_records_config_environment_and_tasks(good_suite):
+    out, _ = good_suite
+    m = manifest(out)
+    assert m["schema_version"] == storage.SCHEMA_VERSION
+    assert m["finished"] is not None
+    assert m["argv"][:2] == ["mlpbench", "run"]
+    assert m["config"]["epochs"] == 2 and m["config"]["hidden"] == [16]
+    assert m["config"]["optimizer"]["kind"] == "adam"
+    env = m["environment"]
+    for key in ("python", "tensorflow", "keras", "numpy", "cpu_model", "cpu_count", "git_commit"):
+        assert env[key], key
+    assert isinstance(env["git_dirty"], bool)
+    assert env["tf_build"]["is_cuda_build"] in (True, False)  # from the TensorFlow worker
+    assert "intra_op" in env["threads"]["tensorflow"]
+    assert m["tasks"]["0"]["n_train"] == 1347
+    fingerprints = {r["task_fingerprint"] for r in m["runs"]}
+    assert fingerprints == {m["tasks"]["0"]["fingerprint"]}  # every variant saw the same task
+
+
+def test_good_suite_fills_the_roofline_columns(good_suite):
+    out, _ = good_suite
+    calibration = manifest(out)["calibration"]
+    if "error" in (calibration or {}):
+        pytest.fail(f"calibration failed: {calibration['error']}")
+    summary = pd.read_csv(out / "summary.csv")
+    assert (summary["flops_per_sample"] > 0).all()
+    assert (summary["roofline_fraction"] > 0).all()
+
+
+def test_results_load_back_with_the_storage_reader(good_suite):
+    out, _ = good_suite
+    results = storage.load_results(out)
+    assert len(results.summary) == 2
+    assert str(results.summary["parity_pass"].dtype) == "boolean"
+    assert set(results.runs["status"]) == {"ok"}
+
+
+def test_every_fault_is_recorded_and_the_good_run_completes(faulty_suite):
+    out, result = faulty_suite
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    summary = pd.read_csv(out / "summary.csv").set_index("variant")
+    for variant, (status, error) in EXPECTED_STATUS.items():
+        assert summary.loc[variant, "status"] == status, variant
+        if error:
+            assert error in summary.loc[variant, "error"], summary.loc[variant, "error"]
+    assert summary.loc["numpy_scratch", "test_accuracy"] > 0
+    # the diverged run keeps its steps up to the NaN, its evaluated epoch, and its log
+    steps = pd.read_csv(out / "steps.csv")
+    diverged = steps[steps["variant"] == "tests.faulty_variants:Diverge"]
+    assert len(diverged) == 2 * STEPS_PER_EPOCH and diverged["loss"].isna().any()
+    runs = {r["variant"]: r for r in manifest(out)["runs"]}
+    log = out / runs["tests.faulty_variants:Crash"]["log"]
+    assert "RuntimeError" in log.read_text()
+
+
+def test_resume_reruns_only_unfinished_runs(faulty_suite, tmp_path):
+    source, _ = faulty_suite
+    out = tmp_path / "suite"
+    shutil.copytree(source, out)
+    before = {r["variant"]: r for r in manifest(out)["runs"]}
+    extra = [a for name in FAULTY for a in ("--variant", f"tests.faulty_variants:{name}")]
+    result = mlpbench(
+        "run", *SMALL, "--variants", "numpy_scratch", *extra, "--timeout", "5",
+        "--out", str(out), "--resume",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    after = {r["variant"]: r for r in manifest(out)["runs"]}
+    for variant in ("numpy_scratch", "tests.faulty_variants:Diverge"):  # finished: kept as is
+        assert after[variant] == before[variant]
+    for variant in ("tests.faulty_variants:Crash", "tests.faulty_variants:Hang"):  # run again
+        assert after[variant]["started"] != before[variant]["started"]
+        assert after[variant]["status"] == before[variant]["status"]
+    assert len(manifest(out)["resumed"]) == 1
+
+
+def test_resume_with_other_settings_is_refused(good_suite, tmp_path):
+    source, _ = good_suite
+    out = tmp_path / "suite"
+    shutil.copytree(source, out)
+    result = mlpbench(
+        "run", "--variants", "numpy_scratch,tf2_function", "--hidden", "16", "--epochs", "3",
+        "--seeds", "0", "--out", str(out), "--resume",
+    )  # fmt: skip
+    assert_one_line_error(result)
+    assert "epochs" in result.stderr
+
+
+def test_jobs_run_several_at_once_and_are_recorded(tmp_path):
+    out = tmp_path / "suite"
+    result = mlpbench(
+        "run", "--hidden", "16", "--epochs", "2", "--seeds", "0,1", "--no-calibrate",
+        "--variants", "numpy_scratch", "--variant", "tests.faulty_variants:Crash",
+        "--jobs", "2", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 1
+    m = manifest(out)
+    assert m["config"]["jobs"] == 2
+    assert sorted((r["variant"], r["seed"], r["status"]) for r in m["runs"]) == [
+        ("numpy_scratch", 0, "ok"),
+        ("numpy_scratch", 1, "ok"),
+        ("tests.faulty_variants:Crash", 0, "failed"),
+        ("tests.faulty_variants:Crash", 1, "failed"),
+    ]
+
+
+def test_ctrl_c_keeps_finished_runs_and_resume_completes_them(tmp_path):
+    out = tmp_path / "suite"
+    args = [
+        "run", "--hidden", "16", "--epochs", "2", "--seeds", "0,1", "--no-calibrate",
+        "--variants", "numpy_scratch", "--variant", "tests.faulty_variants:Hang",
+        "--out", str(out),
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        [*MLPBENCH, *args, "--timeout", "120"],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # wait until numpy_scratch seed 0 is saved and the hanging run has started
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if (out / "logs" / "tests_faulty_variants_Hang-seed0.log").exists():
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the suite never reached its second run")
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "--resume" in stderr  # it says how to finish
+    m = manifest(out)
+    assert m["finished"] is None
+    status = {(r["variant"], r["seed"]): r["status"] for r in m["runs"]}
+    assert status[("numpy_scratch", 0)] == "ok"
+    assert status[("tests.faulty_variants:Hang", 0)] == "pending"
+    assert status[("numpy_scratch", 1)] == "pending"
+    steps = pd.read_csv(out / "steps.csv")
+    assert set(steps["variant"]) == {"numpy_scratch"} and set(steps["seed"]) == {0}
+    kept = next(r for r in m["runs"] if r["variant"] == "numpy_scratch" and r["seed"] == 0)
+
+    # the same command again, with --resume (a shorter timeout is allowed): finishes the rest
+    result = mlpbench(*args, "--timeout", "2", "--resume")
+    assert result.returncode == 1  # the hanging runs time out
+    m = manifest(out)
+    assert m["finished"] is not None
+    runs = {(r["variant"], r["seed"]): r for r in m["runs"]}
+    assert runs[("numpy_scratch", 0)] == kept  # not run again: same start time, same numbers
+    assert runs[("numpy_scratch", 1)]["status"] == "ok"
+    assert runs[("tests.faulty_variants:Hang", 0)]["status"] == "timeout"
+
+
+def test_readme_documents_exactly_the_columns_written():
+    readme = (ROOT / "results" / "README.md").read_text()
+    for name, columns in (
+        ("steps.csv", storage.STEPS_COLUMNS),
+        ("epochs.csv", storage.EPOCHS_COLUMNS),
+    ):
+        section = readme.split(f"## `{name}`", 1)[1].split("##", 1)[0]
+        assert re.search(r"`([a-z_, ]+)`", section).group(1).split(", ") == columns
+    section = readme.split("## `summary.csv`", 1)[1]
+    documented = [c for cell in re.findall(r"^\| ([^|]+) \|", section, re.M) for c in
+                  re.findall(r"`([a-z_0-9]+)`", cell)]  # fmt: skip
+    assert documented == storage.SUMMARY_COLUMNS
