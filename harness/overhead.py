@@ -1,16 +1,18 @@
-"""The harness' overhead: a variant's throughput as the harness times it, against the same
+"""The harness' overhead: a variant's throughput as the harness measures it, against the same
 variant's training loop timed bare, in the same process.
 
-bare     the epochs' data ordered in advance; `variant.train_epoch` in a tight loop under one
-         timer; throughput = samples / wall seconds of the loop.
-harness  epoch by epoch as the worker drives it: the epoch's data taken from the task, only
-         `train_epoch` inside the timed window, the evaluation after it; throughput = samples /
-         the sum of the seconds the harness records.
+harness  the worker's own training function (`harness.worker.train`): build, then epoch by
+         epoch with the data reordered and the evaluation outside its timed window; the
+         throughput is the runner's `steady_throughput` of the epoch seconds it reports.
+bare     the same class built the same way, the epochs' data ordered in advance, and
+         `train_epoch` in a tight loop under one timer.
 
-The two alternate in blocks (bare, harness, harness, bare, ...) on one built variant, so that
-both see the same machine load and the same model state; each pair of adjacent blocks gives one
-ratio harness/bare, and the report is the median ratio with its spread over all pairs. A ratio
-of 1.0 means the harness reports exactly the bare speed; the target is within 2 %.
+Both sides start from a fresh build and leave epoch 1 (tracing, compilation) out, as the
+summary's `samples_per_second` does. They alternate in blocks, bare-harness then
+harness-bare (ABBA), in one process, so that both see the same machine load; every pair of
+adjacent blocks gives one ratio harness/bare. The report is the median ratio with its spread
+over the pairs, and every sample. 1.0 means the harness reports exactly the bare speed; the
+target is within 2 %.
 
     python -m harness.overhead --variant numpy_scratch --variant tf2_function
 """
@@ -18,130 +20,109 @@ of 1.0 means the harness reports exactly the bare speed; the target is within 2 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
-import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import variants
+from harness import metrics, worker
+from harness.stats import spread
 from harness.task import Task, make_task
-from variants.base import Adam, Variant
-
-# Runs epoch `epoch` of `task` on `variant` the way the worker does and returns the training
-# seconds it records for that epoch.
-EpochDriver = Callable[[Variant, Task, int, int], float]
+from variants.base import Adam, Optimizer
 
 DEFAULT_VARIANTS = ("numpy_scratch", "tf2_function")
 
 
-def worker_style_epoch(variant: Variant, task: Task, epoch: int, batch_size: int) -> float:
-    """One epoch as the worker runs it: the data fetched in this epoch's order outside the
-    timed window, only training inside it, the evaluation on the test set after it."""
-    x, y = task.epoch_data(epoch)
+def bare_throughput(variant_name: str, task: Task, optimizer: Optimizer, batch_size: int) -> float:
+    """Samples per second of epochs 2..N: `train_epoch` back to back, under one timer."""
+    variant = variants.load(variant_name)()
+    variant.build(task.spec, optimizer, task.init_weights)
+    epochs = [task.epoch_data(e) for e in range(task.epoch_orders.shape[0])]
+    variant.train_epoch(*epochs[0], batch_size)  # epoch 1, left out as the harness does
+    timed = epochs[1:]
     t0 = time.perf_counter()
-    losses = variant.train_epoch(x, y, batch_size)
+    for x, y in timed:
+        variant.train_epoch(x, y, batch_size)
     seconds = time.perf_counter() - t0
-    if not np.all(np.isfinite(np.asarray(losses))):
-        raise FloatingPointError(f"epoch {epoch}: a training loss is not finite")
-    evaluate(variant, task)
-    return seconds
+    return len(task.x_train) * len(timed) / seconds
 
 
-def evaluate(variant: Variant, task: Task) -> tuple[float, float]:
-    """Test loss (mean softmax cross-entropy) and accuracy."""
-    logits = np.asarray(variant.predict(task.x_test), dtype=np.float64)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    loss = -log_probs[np.arange(len(task.y_test)), task.y_test].mean()
-    return float(loss), float((logits.argmax(axis=1) == task.y_test).mean())
-
-
-def _bare_block(variant: Variant, data: list[tuple[np.ndarray, np.ndarray]], batch: int) -> float:
-    t0 = time.perf_counter()
-    for x, y in data:
-        variant.train_epoch(x, y, batch)
-    return time.perf_counter() - t0
-
-
-def _harness_block(
-    variant: Variant, task: Task, epochs: range, batch: int, driver: EpochDriver
+def harness_throughput(
+    variant_name: str, task: Task, task_path: Path, optimizer: Optimizer, batch_size: int
 ) -> float:
-    return sum(driver(variant, task, epoch, batch) for epoch in epochs)
-
-
-def _spread(values: list[float]) -> dict[str, float]:
-    q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (values[0],) * 3
-    return {"min": min(values), "q1": q1, "q3": q3, "max": max(values)}
+    """Samples per second as a suite reports it: the worker's training run on the task saved
+    at `task_path`, its epoch events, and the runner's steady-state throughput over them."""
+    config = worker.WorkerConfig(
+        task_path=str(task_path),
+        variant=variant_name,
+        variant_path=variants.resolve(variant_name),
+        optimizer=worker.optimizer_to_dict(optimizer),
+        batch_size=batch_size,
+        epochs=task.epoch_orders.shape[0],
+        device="cpu",
+    )
+    stream = io.StringIO()
+    worker.train(config, worker.Events(stream), started=time.time())
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    seconds = [e["seconds"] for e in events if e["event"] == "epoch"]
+    return metrics.steady_throughput(len(task.x_train), seconds)
 
 
 def measure(
     variant_name: str,
     task: Task,
     batch_size: int,
-    epochs_per_block: int,
     rounds: int,
-    driver: EpochDriver = worker_style_epoch,
-    warmup_epochs: int = 2,
+    optimizer: Optimizer | None = None,
 ) -> dict[str, Any]:
-    """Harness/bare throughput ratio of one variant; every per-block sample is kept.
-
-    `task` must hold at least `epochs_per_block` epoch orders; every block trains those same
-    epochs, so bare and harness blocks see identical data. The variant keeps training across
-    blocks (only its speed is measured, and a step's cost does not depend on the weights).
-    """
-    if task.epoch_orders.shape[0] < epochs_per_block:
-        raise ValueError(f"task has {task.epoch_orders.shape[0]} epochs, need {epochs_per_block}")
-    variant = variants.load(variant_name)()
-    variant.build(task.spec, Adam(), task.init_weights)
-    epochs = range(epochs_per_block)
-    data = [task.epoch_data(e) for e in epochs]  # bare: ordered before any timing
-    samples_per_block = sum(len(x) for x, _ in data)
-
-    # Warm-up through both paths: tracing (the last, short batch is a shape of its own),
-    # prediction, thread pools.
-    for e in range(warmup_epochs):
-        driver(variant, task, e % epochs_per_block, batch_size)
-        variant.train_epoch(*data[e % epochs_per_block], batch_size)
-
-    bare_sps: list[float] = []
-    harness_sps: list[float] = []
-    for r in range(rounds):
-        # ABBA: the order flips every round so that a drift in load favours neither.
-        pair = {}
-        for kind in ("bare", "harness") if r % 2 == 0 else ("harness", "bare"):
-            if kind == "bare":
-                pair[kind] = _bare_block(variant, data, batch_size)
-            else:
-                pair[kind] = _harness_block(variant, task, epochs, batch_size, driver)
-        bare_sps.append(samples_per_block / pair["bare"])
-        harness_sps.append(samples_per_block / pair["harness"])
-
-    ratios = [h / b for h, b in zip(harness_sps, bare_sps, strict=True)]
-    median_ratio = statistics.median(ratios)
+    """Harness/bare throughput ratio of one variant over `rounds` ABBA pairs. Every block
+    trains all of `task`'s epochs (at least 2: the first is never timed)."""
+    epochs = task.epoch_orders.shape[0]
+    if epochs < 2:
+        raise ValueError("the task needs at least 2 epochs: epoch 1 is never timed")
+    optimizer = optimizer or Adam()
+    bare: list[float] = []
+    harness: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="mlpbench-overhead-") as tmp:
+        task_path = Path(tmp) / "task.npz"
+        task.save(task_path)  # the worker reads its task from a file, as in a suite
+        for r in range(rounds):
+            # ABBA: the order flips every round so that a drift in load favours neither side.
+            for kind in ("bare", "harness") if r % 2 == 0 else ("harness", "bare"):
+                if kind == "bare":
+                    bare.append(bare_throughput(variant_name, task, optimizer, batch_size))
+                else:
+                    harness.append(
+                        harness_throughput(variant_name, task, task_path, optimizer, batch_size)
+                    )
+    ratios = [h / b for h, b in zip(harness, bare, strict=True)]
+    ratio = spread(ratios)
     return {
         "variant": variant_name,
-        "ratio_median": median_ratio,
-        "ratio_spread": _spread(ratios),
-        # The fastest block of each kind is the least disturbed by other load: a second
-        # estimate that a busy machine moves less than the median.
-        "ratio_best": max(harness_sps) / max(bare_sps),
-        "within_2_percent": abs(median_ratio - 1.0) <= 0.02,
+        "ratio_median": ratio.median,
+        "ratio_spread": asdict(ratio),
+        # The fastest block of each side is the least disturbed by other load: a second
+        # estimate, which a busy machine moves less than the median.
+        "ratio_best": max(harness) / max(bare),
+        "within_2_percent": abs(ratio.median - 1.0) <= 0.02,
         "ratios": ratios,
-        "bare_samples_per_second": bare_sps,
-        "harness_samples_per_second": harness_sps,
-        "bare_samples_per_second_median": statistics.median(bare_sps),
-        "harness_samples_per_second_median": statistics.median(harness_sps),
-        "samples_per_block": samples_per_block,
-        "epochs_per_block": epochs_per_block,
+        "bare_samples_per_second": bare,
+        "harness_samples_per_second": harness,
+        "bare_samples_per_second_median": spread(bare).median,
+        "harness_samples_per_second_median": spread(harness).median,
         "rounds": rounds,
+        "epochs_per_block": epochs,
+        "timed_samples_per_block": len(task.x_train) * (epochs - 1),
         "batch_size": batch_size,
         "layer_sizes": list(task.spec.layer_sizes),
-        "driver": f"{driver.__module__}:{driver.__qualname__}",
+        "optimizer": repr(optimizer),
+        "harness_driver": "harness.worker:train",
     }
 
 
@@ -157,8 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--hidden", default="512,256", help="comma-separated widths")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--epochs-per-block", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=4, help="per block; the first is never timed")
+    parser.add_argument("--rounds", type=int, default=10, help="ABBA pairs")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # stdout carries only JSON
@@ -166,9 +147,9 @@ def main(argv: list[str] | None = None) -> None:
     from harness.datasets import load
 
     hidden = tuple(int(h) for h in args.hidden.split(",") if h)
-    task = make_task(load(args.dataset, args.data_dir), hidden, args.epochs_per_block, args.seed)
+    task = make_task(load(args.dataset, args.data_dir), hidden, args.epochs, args.seed)
     results = {
-        name: measure(name, task, args.batch_size, args.epochs_per_block, args.rounds)
+        name: measure(name, task, args.batch_size, args.rounds)
         for name in args.variant or DEFAULT_VARIANTS
     }
     json.dump(results, sys.stdout, indent=2)

@@ -84,7 +84,7 @@ def roofline_fraction(
     return samples_per_second * flops_per_sample / (peak_gflops * 1e9)
 
 
-def _operands(spec: ModelSpec, batch_size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+def gemm_operands(spec: ModelSpec, batch_size: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """A batch in [0, 1) and Glorot-scaled kernels, so that values stay near 1 through the chain
     (no overflow, no denormals to slow the products down)."""
     rng = np.random.default_rng(0)
@@ -96,7 +96,7 @@ def _operands(spec: ModelSpec, batch_size: int) -> tuple[np.ndarray, list[np.nda
     return x, kernels
 
 
-def _numpy_step(x: np.ndarray, kernels: list[np.ndarray]) -> Callable[[], object]:
+def numpy_gemm_step(x: np.ndarray, kernels: list[np.ndarray]) -> Callable[[], object]:
     """The step's GEMMs as one dependent chain, as the NumPy variant does them: forward, then
     backward using the logits as the output gradient. Outputs are preallocated so that only
     the products are timed; transposes are views, which BLAS takes as flags, not copies."""
@@ -122,7 +122,9 @@ def _numpy_step(x: np.ndarray, kernels: list[np.ndarray]) -> Callable[[], object
     return step
 
 
-def _tensorflow_step(x: np.ndarray, kernels: list[np.ndarray]) -> tuple[Callable[[], object], str]:
+def tensorflow_gemm_step(
+    x: np.ndarray, kernels: list[np.ndarray]
+) -> tuple[Callable[[], object], str]:
     """The same chain as one tf.function, with the transposes as MatMul's flags (as TF's own
     MatMul gradient does). The operands are arguments, not captured constants, so graph
     optimisation cannot fold the products away; every weight gradient is returned and fetched
@@ -192,6 +194,17 @@ def thread_settings() -> dict[str, Any]:
     return info
 
 
+def gemm_step(backend: str, spec: ModelSpec, batch_size: int) -> Callable[[], object]:
+    """One training step's GEMMs at `spec`'s sizes as a callable, with `backend` "numpy" or
+    "tensorflow" (what `calibrate` times; benchmarks time it beside the variants)."""
+    x, kernels = gemm_operands(spec, batch_size)
+    if backend == "numpy":
+        return numpy_gemm_step(x, kernels)
+    if backend == "tensorflow":
+        return tensorflow_gemm_step(x, kernels)[0]
+    raise ValueError(f"unknown backend {backend!r}: use 'numpy' or 'tensorflow'")
+
+
 def calibrate(
     spec: ModelSpec,
     batch_size: int,
@@ -212,14 +225,14 @@ def calibrate(
     has at least 3 samples.
     """
     budget = 10 * min_seconds if max_seconds is None else max_seconds
-    x, kernels = _operands(spec, batch_size)
+    x, kernels = gemm_operands(spec, batch_size)
     steps: dict[str, Callable[[], object]] = {}
     device = {"numpy": "cpu"}
     for backend in backends:
         if backend == "numpy":
-            steps["numpy"] = _numpy_step(x, kernels)
+            steps["numpy"] = numpy_gemm_step(x, kernels)
         elif backend == "tensorflow":
-            steps["tensorflow"], device["tensorflow"] = _tensorflow_step(x, kernels)
+            steps["tensorflow"], device["tensorflow"] = tensorflow_gemm_step(x, kernels)
         else:
             raise ValueError(f"unknown backend {backend!r}: use 'numpy' or 'tensorflow'")
 

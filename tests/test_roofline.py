@@ -1,0 +1,75 @@
+"""FLOP counting, calibration and the roofline fraction (harness/roofline.py); nothing here
+depends on how fast the machine is."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from harness.roofline import calibrate, flops_per_sample, gemm_shapes, roofline_fraction
+from variants.base import ModelSpec
+
+TINY = ModelSpec(input_size=3, hidden=(4,), num_classes=2)
+
+
+def test_flops_per_sample_counted_by_hand():
+    # 3-4-2. Forward: 2*3*4 + 2*4*2 = 24 + 16 = 40. Weight gradients: the same 40.
+    # Input gradients: only the second layer's, 2*4*2 = 16 (the first layer's input is data).
+    assert flops_per_sample(TINY) == 40 + 40 + 16
+
+
+def test_flops_per_sample_of_the_default_task():
+    # 784-512-256-10, as worked out in the docstring.
+    forward = 2 * (784 * 512 + 512 * 256 + 256 * 10)
+    assert forward == 1_070_080
+    assert flops_per_sample(ModelSpec(784, (512, 256), 10)) == 3 * forward - 2 * 784 * 512
+
+
+def test_gemm_shapes_are_the_steps_products():
+    assert gemm_shapes(TINY, batch_size=5) == [
+        ("forward", 5, 3, 4),
+        ("forward", 5, 4, 2),
+        ("weight_grad", 4, 5, 2),
+        ("input_grad", 5, 2, 4),
+        ("weight_grad", 3, 5, 4),
+    ]
+    total = sum(2 * m * k * n for _, m, k, n in gemm_shapes(TINY, batch_size=5))
+    assert total == 5 * flops_per_sample(TINY)
+
+
+def test_roofline_fraction_arithmetic():
+    # 1000 samples/s x 1e6 FLOPs = 1 GFLOP/s, against a 10 GFLOP/s peak.
+    assert roofline_fraction(1000.0, 1_000_000, 10.0) == pytest.approx(0.1)
+    assert roofline_fraction(0.0, 1_000_000, 10.0) == 0.0
+
+
+def test_calibrate_returns_positive_finite_throughputs():
+    result = calibrate(TINY, batch_size=8, min_seconds=0.03, repeats=3, warmup_seconds=0.01)
+    for key in ("numpy_gflops", "tensorflow_gflops", "peak_gflops"):
+        assert math.isfinite(result[key]) and result[key] > 0, key
+    assert result["peak_gflops"] == max(result["numpy_gflops"], result["tensorflow_gflops"])
+    assert result["flops_per_sample"] == flops_per_sample(TINY)
+    for backend in ("numpy", "tensorflow"):
+        samples = result["samples"][backend]
+        assert len(samples) == 3 and all(s > 0 and math.isfinite(s) for s in samples)
+    json.dumps(result)  # the runner stores it in the manifest
+
+
+def test_calibrate_numpy_only_needs_no_tensorflow():
+    result = calibrate(TINY, batch_size=8, min_seconds=0.03, repeats=3, backends=("numpy",))
+    assert result["tensorflow_gflops"] is None
+    assert result["peak_gflops"] == result["numpy_gflops"]
+
+
+def test_module_prints_the_calibration_as_json():
+    cmd = [sys.executable, "-m", "harness.roofline", "--input-size", "8", "--hidden", "6,4"]
+    cmd += ["--batch-size", "4", "--min-seconds", "0.05", "--repeats", "3", "--backends", "numpy"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+    result = json.loads(done.stdout)
+    assert result["layer_sizes"] == [8, 6, 4, 10]
+    assert result["flops_per_sample"] == flops_per_sample(ModelSpec(8, (6, 4), 10))
+    assert result["peak_gflops"] > 0
