@@ -12,8 +12,8 @@ Events, one JSON object per line, written to the file descriptor `event_fd` (std
   {"event": "epoch", "epoch", "losses": [...], "seconds", "train_loss", "test_loss",
    "test_accuracy", "first_step_seconds" (epoch 1 only)}
   {"event": "done" | "diverged" | "error", "peak_rss_mb", "tensorflow": {...} | null, ...}:
-   the last one; `done` adds "task_fingerprint"; `diverged`
-   adds "epoch", "step", "loss"; `error` adds "error" (the exception line) and "traceback".
+   the last one; `done` adds "task_fingerprint"; `diverged` adds "epoch", "step", "loss";
+   `error` adds "error" (the exception's last line; the traceback goes to stderr, the log).
 """
 
 from __future__ import annotations
@@ -205,11 +205,8 @@ def run(config: WorkerConfig, events: Events) -> int:
         end = {"event": "diverged", "epoch": epoch, "step": step, "loss": loss}
         code = 3
     except (Exception, SystemExit) as exc:  # a variant's bug must become a recorded result
-        end = {
-            "event": "error",
-            "error": _exception_line(exc),
-            "traceback": traceback.format_exc(),
-        }
+        traceback.print_exc()  # into the run's log, for whoever debugs it
+        end = {"event": "error", "error": _exception_line(exc)}
         code = 1
     kind = end.pop("event")
     events.emit(kind, peak_rss_mb=peak_rss_mb(), tensorflow=_tensorflow_facts(), **end)
