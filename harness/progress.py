@@ -110,18 +110,14 @@ def _spread(values: pd.Series) -> str:
 def summary_table(summary: pd.DataFrame, title: str = "") -> Table:
     """One row per variant: medians over its seeds; failures are counted, not hidden."""
     table = Table(title=title or None, title_justify="left")
-    for name, justify in [
-        ("variant", "left"),
-        ("ok/runs", "right"),
-        ("test acc", "right"),
-        ("samples/s", "right"),
-        ("first step s", "right"),
-        ("peak MB", "right"),
-        ("parity max|Δ|", "right"),
-        ("LOC", "right"),
-        ("problem", "left"),
-    ]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table.add_column("variant", no_wrap=True)
+    for name in ("ok/runs", "test acc", "samples/s", "first step s", "peak MB"):
+        table.add_column(name, justify="right")
+    table.add_column("parity max|Δ|", justify="right", no_wrap=True)
+    table.add_column("LOC", justify="right")
+    any_problem = bool((summary["status"] != "ok").any())
+    if any_problem:
+        table.add_column("problem")
     for variant, rows in summary.groupby("variant", sort=False):
         ok = rows[rows["status"] == "ok"]
         parity = rows["parity_max_abs_diff"].dropna().astype(float)
@@ -135,7 +131,7 @@ def summary_table(summary: pd.DataFrame, title: str = "") -> Table:
         if not problems.empty:
             first = problems.iloc[0]
             problem = f"{first['status']}: {first['error'] if pd.notna(first['error']) else ''}"
-        table.add_row(
+        cells = [
             str(variant),
             f"{len(ok)}/{len(rows)}",
             _num(ok["test_accuracy"].median() if len(ok) else None, ".3f"),
@@ -144,6 +140,6 @@ def summary_table(summary: pd.DataFrame, title: str = "") -> Table:
             _num(ok["peak_rss_mb"].median() if len(ok) else None, ".0f"),
             parity_text,
             _num(int(rows["loc"].dropna().iloc[0]) if rows["loc"].notna().any() else None, "d"),
-            problem,
-        )
+        ]
+        table.add_row(*cells, *([problem] if any_problem else []))
     return table

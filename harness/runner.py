@@ -108,6 +108,8 @@ class RunRecord:
     started: str | None = None
     wall_seconds: float | None = None
     first_step_seconds: float | None = None
+    import_seconds: float | None = None  # of the variant's module: TensorFlow's start-up
+    build_seconds: float | None = None
     peak_rss_mb: float | None = None
     params: int | None = None
     task_fingerprint: str | None = None
@@ -372,7 +374,7 @@ class Suite:
                 if worker is not None and event is not None:
                     self._on_event(worker, event)
                 elif worker is not None:  # its pipe closed: the process is gone or going
-                    worker.process.wait()
+                    self._reap(worker)
                     del active[id(worker)]
                     self._finish(worker)
                 for w in active.values():
@@ -381,18 +383,29 @@ class Suite:
                         w.kill()
             self._calibrate()
             self.manifest["finished"] = utc_now()
-            self.save()
         except KeyboardInterrupt:
+            return 130
+        finally:
+            # Interrupted (or a bug here): stop what still runs, so no worker outlives the
+            # suite, and keep what finished. Their runs go back to pending.
             for w in active.values():
                 w.kill()
                 w.process.wait()
                 self._reset(w.record)
             self.save()
-            return 130
-        finally:
             self._cleanup()
         failed = any(r.status != "ok" for r in self.records)
         return 1 if failed or self.summary()["parity_pass"].eq(False).any() else 0
+
+    def _reap(self, worker: Worker) -> None:
+        """Wait for a worker whose pipe closed. One that hangs on its way out (TensorFlow's
+        threads at interpreter exit) still answers to the timeout."""
+        try:
+            worker.process.wait(timeout=max(1.0, self.config.timeout - worker.elapsed))
+        except subprocess.TimeoutExpired:
+            worker.timed_out = worker.final is None  # a finished run is still a result
+            worker.kill()
+            worker.process.wait()
 
     def _reset(self, record: RunRecord) -> None:
         """An interrupted run is not a result: back to pending, its partial rows dropped."""
@@ -435,6 +448,8 @@ class Suite:
             record.api_level = event.get("api_level")
             record.device = event.get("device")
             record.params = event.get("params")
+            record.import_seconds = event.get("import_seconds")
+            record.build_seconds = event.get("build_seconds")
         elif kind == "epoch":
             self._add_epoch(record, event)
         elif kind in ("done", "diverged", "error"):

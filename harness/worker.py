@@ -8,7 +8,7 @@ never carry over from one variant to the next. TensorFlow is imported only if th
 module imports it, so the NumPy reference runs without it.
 
 Events, one JSON object per line, written to the file descriptor `event_fd` (stdout if none):
-  {"event": "start", "api_level", "device", "params"}
+  {"event": "start", "api_level", "device", "params", "import_seconds", "build_seconds"}
   {"event": "epoch", "epoch", "losses": [...], "seconds", "train_loss", "test_loss",
    "test_accuracy", "first_step_seconds" (epoch 1 only)}
   {"event": "done" | "diverged" | "error", "peak_rss_mb", "tensorflow": {...} | null, ...}:
@@ -138,13 +138,16 @@ def _device_scope(device: str) -> tuple[str, contextlib.AbstractContextManager[A
 
 def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any]:
     """Build, then train epoch by epoch, timing only `train_epoch`. Returns the final event."""
+    t0 = time.perf_counter()
     cls = variants.load(config.variant_path)  # imports TensorFlow if the variant does
+    import_seconds = time.perf_counter() - t0
     task = Task.load(Path(config.task_path))
     optimizer = optimizer_from_dict(config.optimizer)
     device, scope = _device_scope(config.device)
     bs, n = config.batch_size, len(task.x_train)
     step = 1  # global number of the next step
     with scope:
+        t0 = time.perf_counter()
         variant = cls()
         variant.build(task.spec, optimizer, task.init_weights)
         events.emit(
@@ -152,6 +155,8 @@ def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any
             api_level=getattr(cls, "api_level", None),
             device=device,
             params=task.spec.param_count,
+            import_seconds=import_seconds,
+            build_seconds=time.perf_counter() - t0,
         )
         for epoch in range(1, config.epochs + 1):
             x, y = task.epoch_data(epoch - 1)  # reordering is the harness' work: not timed
