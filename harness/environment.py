@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import socket
 import subprocess
 import sys
@@ -74,7 +75,7 @@ def fingerprint(argv: list[str]) -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "git_commit": _git(root, "rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),
-        "command": " ".join(argv),
+        "command": shlex.join(argv),
         "threads": {"env": {v: os.environ.get(v) for v in THREAD_VARS}},
         "tf_env": {v: os.environ.get(v) for v in TF_VARS},
         # filled from the first worker that runs TensorFlow; stay null in a NumPy-only suite

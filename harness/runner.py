@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shlex
 import shutil
 import signal
 import subprocess
@@ -30,7 +31,7 @@ import variants
 from harness import environment, metrics, storage
 from harness.datasets import Dataset
 from harness.loc import SourceInfo
-from harness.task import make_task
+from harness.task import Task, make_task
 from harness.worker import WorkerConfig, optimizer_to_dict
 from variants.base import ModelSpec, Optimizer
 
@@ -260,9 +261,9 @@ class Suite:
         self.steps: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self.epochs: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self.manifest: dict[str, Any] = {}
-        self.task_files: dict[int, Path] = {}
+        self.tasks: dict[int, Task] = {}  # they share the dataset's arrays: cheap to keep
         self.spec = ModelSpec(len(dataset.x_train[0]), config.hidden)
-        self.tmp: Path | None = None  # the saved tasks, removed when the suite ends
+        self.tmp: Path | None = None  # where a seed's task is saved for its workers
 
     # -- preparation ---------------------------------------------------------------------------
 
@@ -295,9 +296,7 @@ class Suite:
         self.tmp = Path(tempfile.mkdtemp(prefix="mlpbench-tasks-"))
         for seed in self.config.seeds:
             task = make_task(self.dataset, self.config.hidden, self.config.epochs, seed)
-            path = self.tmp / f"seed{seed}.npz"
-            task.save(path)
-            self.task_files[seed] = path
+            self.tasks[seed] = task
             tasks[str(seed)] = {
                 "fingerprint": task.fingerprint(),
                 "n_train": int(len(task.x_train)),
@@ -314,7 +313,7 @@ class Suite:
                 "name": out.name,
                 "created": utc_now(),
                 "finished": None,
-                "command": " ".join(self.config.argv),
+                "command": shlex.join(self.config.argv),
                 "argv": list(self.config.argv),
                 "config": self.config.to_manifest(),
                 "environment": environment.fingerprint(list(self.config.argv)),
@@ -336,7 +335,7 @@ class Suite:
         self.manifest["config"] = self.config.to_manifest()
         self.manifest["finished"] = None
         self.manifest.setdefault("resumed", []).append(
-            {"time": utc_now(), "command": " ".join(self.config.argv)}
+            {"time": utc_now(), "command": shlex.join(self.config.argv)}
         )
         old_runs = {(r["variant"], int(r["seed"])): r for r in previous.manifest.get("runs", [])}
         for i, record in enumerate(self.records):
@@ -377,6 +376,7 @@ class Suite:
                     self._reap(worker)
                     del active[id(worker)]
                     self._finish(worker)
+                    self._drop_task_file(worker.record.seed, todo, active)
                 for w in active.values():
                     if not w.timed_out and w.elapsed > self.config.timeout:
                         w.timed_out = True
@@ -431,7 +431,7 @@ class Suite:
         record.started = utc_now()
         self.steps[record.key], self.epochs[record.key] = [], []
         config = WorkerConfig(
-            task_path=str(self.task_files[record.seed]),
+            task_path=str(self._task_file(record.seed)),
             variant=record.variant,
             variant_path=self.config.path_of(record.variant),
             optimizer=optimizer_to_dict(self.config.optimizer),
@@ -441,6 +441,21 @@ class Suite:
         )
         self.listener.run_started(record)
         return Worker(record, config, self._worker_env(), log, events)
+
+    def _task_file(self, seed: int) -> Path:
+        """The seed's task on disk, saved when its first run starts and deleted after its last
+        (`_drop_task_file`): one MNIST task is ~200 MB, so seeds do not pile up."""
+        assert self.tmp is not None, "prepare() first"
+        path = self.tmp / f"seed{seed}.npz"
+        if not path.exists():
+            self.tasks[seed].save(path)
+        return path
+
+    def _drop_task_file(self, seed: int, todo: deque[RunRecord], active: dict[int, Worker]) -> None:
+        still_needed = [r for r in todo if r.seed == seed]
+        still_needed += [w.record for w in active.values() if w.record.seed == seed]
+        if self.tmp is not None and not still_needed:
+            (self.tmp / f"seed{seed}.npz").unlink(missing_ok=True)
 
     def _on_event(self, worker: Worker, event: dict[str, Any]) -> None:
         record, kind = worker.record, event.get("event")
