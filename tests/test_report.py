@@ -247,3 +247,15 @@ def test_bad_input_is_one_clear_error(tmp_path: Path) -> None:
     (future / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ResultsError, match="schema_version 2"):
         build_report([future], tmp_path / "out")
+
+
+def test_identical_accuracies_need_no_test(tmp_path: Path) -> None:
+    # What a parity run really produces: every level ends on the same test predictions.
+    same = tmp_path / "same"
+    shutil.copytree(SMALL_A, same)
+    summary = pd.read_csv(same / "summary.csv")
+    ok = summary["status"] == "ok"
+    summary.loc[ok, "test_accuracy"] = 0.9 + 0.01 * summary.loc[ok, "seed"]
+    summary.to_csv(same / "summary.csv", index=False)
+    page = build_report([same], tmp_path / "out").read_text(encoding="utf-8")
+    assert "Every variant reached exactly the same final test accuracy in every seed" in page

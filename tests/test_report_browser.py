@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from harness.report.cli import build_report
+from harness.report.figures import DPI, WIDTH
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -81,9 +82,9 @@ def test_every_image_loads_in_chromium(report: Path, tmp_path: Path) -> None:
     found = json.loads(match.group(1))
     pngs = sorted(report.parent.glob("*.png"))
     assert len(found["embedded"]) == len(pngs) == len(found["linked"]) == 9
-    # Figures are 10 inches wide at 90 dpi.
-    assert all(w == 900 for w in found["embedded"]), found
-    assert all(w == 900 for w in found["linked"]), found
+    width = round(WIDTH * DPI)  # every figure is one column wide
+    assert all(w == width for w in found["embedded"]), found
+    assert all(w == width for w in found["linked"]), found
 
 
 def test_screenshot(report: Path, tmp_path: Path) -> None:

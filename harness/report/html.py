@@ -19,6 +19,9 @@ from harness.report.data import ReportData, format_number, variant_table
 from harness.report.verdict import Finding
 
 FAILED_STATUSES = ("failed", "timeout", "diverged", "pending")
+# Cells holding only a number, a range or a ratio ("1,234", "4.8e-07", "5 – 9", "0.68×"):
+# right-aligned so digits line up.
+NUMBER_CELL = re.compile(r"<td>([-+]?[\d,.]+(?:e[-+]?\d+)?(?: – [\d,.]+)?×?)</td>")
 
 CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
@@ -35,10 +38,10 @@ figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.92em; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.6em 0; }
-th, td { padding: 4px 8px; border-bottom: 1px solid #e6e6ea; text-align: right;
+th, td { padding: 4px 8px; border-bottom: 1px solid #e6e6ea; text-align: left;
          vertical-align: top; max-width: 28em; overflow-wrap: break-word; }
+td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 th { background: #f0f0f4; position: sticky; top: 0; }
-td:first-child, th:first-child { text-align: left; }
 tbody tr:nth-child(even) { background: #fafafc; }
 td.status-bad { color: #b00020; font-weight: 600; }
 tr:has(td.status-bad) { background: #fff1f1 !important; }
@@ -147,6 +150,7 @@ def table(frame: pd.DataFrame, table_id: str, bad: Sequence[str] = FAILED_STATUS
     # The cell text was escaped already, so matching a literal word cannot inject markup.
     pattern = "|".join(re.escape(b) for b in bad)
     html = re.sub(rf"<td>({pattern})</td>", r'<td class="status-bad">\1</td>', html)
+    html = NUMBER_CELL.sub(r'<td class="num">\1</td>', html)
     return f'<div class="scroll">{html}</div>'
 
 

@@ -84,6 +84,14 @@ def _accuracy(data: ReportData) -> Finding | None:
     )
     if len(means) == 1:
         return Finding("Accuracy", f"{span}; one variant, nothing to compare.")
+    per_seed = ok.groupby("block")["test_accuracy"]
+    if ok["block"].nunique() and (per_seed.nunique() == 1).all():
+        return Finding(
+            "Accuracy",
+            f"Every variant reached exactly the same final test accuracy in every seed "
+            f"(mean {means.iloc[0]:.4f} over {ok['block'].nunique()} seeds): there is no "
+            "difference to test.",
+        )
     groups = {
         lab: dict(zip(g["block"], g["test_accuracy"], strict=True))
         for lab, g in ok.groupby("label", sort=False)
@@ -153,7 +161,12 @@ def _target(data: ReportData) -> Finding | None:
     med = ok.groupby("label", sort=False)["seconds_to_target"].median().dropna().sort_values()
     never = [lab for lab in data.plotted_labels() if lab not in med.index]
     if med.empty:
-        return Finding("Target", f"No variant reached {target:.1%} test accuracy.")
+        best = ok["test_accuracy"].max()
+        return Finding(
+            "Target",
+            f"No variant reached {target:.1%} test accuracy (best final accuracy {best:.4f}); "
+            "train longer or lower --target-accuracy.",
+        )
     text = (
         f"{med.index[0]} reached {target:.1%} test accuracy first, after "
         f"{med.iloc[0]:.3g} s of training (median)"
