@@ -18,11 +18,14 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import variants
 from harness import datasets, loc, storage
 from harness.worker import OPTIMIZERS
+
+if TYPE_CHECKING:  # the runner imports pandas: only `run` needs it, so it is imported there
+    from harness.runner import RunConfig, Suite
 
 PROG = "mlpbench"
 # Defaults sized per dataset: the 8x8 digits need a small network to learn in a few seconds,
@@ -108,15 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the suite and write a results folder",
         description="Run every (variant, seed) in a fresh process on the same task and write "
         "manifest.json, steps.csv, epochs.csv and summary.csv (results/README.md). The defaults "
-        "run the whole comparison on digits.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "run the whole comparison on digits. Exit status: 0 all ok, 1 a run failed, timed out, "
+        "diverged or failed parity, 2 bad input, 130 interrupted.",
     )
     p.set_defaults(func=cmd_run)
     g = p.add_argument_group("what to run")
     g.add_argument(
         "--variants",
-        help="'all' or a comma-separated list of registry names (see `mlpbench list`); "
-        "default: all, or none when --variant is given",
+        metavar="all|a,b,...",
+        help="registry names (see `mlpbench list`); default: all, or none when --variant is given",
     )
     g.add_argument(
         "--variant",
@@ -126,60 +129,95 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run your own class following variants/base.py:Variant (repeatable); "
         "imported from the current folder or PYTHONPATH",
     )
-    g.add_argument("--dataset", choices=datasets.DATASETS, default="digits")
-    g.add_argument("--data-dir", help="folder of the mnist/fashion-mnist files")
+    g.add_argument("--dataset", choices=datasets.DATASETS, default="digits", help="default: digits")
+    g.add_argument("--data-dir", metavar="D", help="folder of the mnist/fashion-mnist files")
     g.add_argument(
         "--download", action="store_true", help="let mnist be fetched with Keras if missing"
     )
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"])
-    g.add_argument("--batch-size", type=positive_int, default=DEFAULTS["batch_size"])
-    g.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
     g.add_argument(
-        "--lr", type=positive_float, help="learning rate (default: sgd 0.1, momentum 0.05, "
-        "adam 0.001)"
-    )  # fmt: skip
+        "--epochs",
+        type=positive_int,
+        default=DEFAULTS["epochs"],
+        metavar="N",
+        help=f"default: {DEFAULTS['epochs']}",
+    )
+    g.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=DEFAULTS["batch_size"],
+        metavar="B",
+        help=f"default: {DEFAULTS['batch_size']}",
+    )
+    g.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam", help="default: adam")
+    g.add_argument(
+        "--lr",
+        type=positive_float,
+        metavar="X",
+        help="learning rate; default: "
+        + ", ".join(f"{name} {cls().lr:g}" for name, cls in OPTIMIZERS.items()),
+    )
     g.add_argument(
         "--hidden",
         type=int_list(1),
-        help="hidden layer widths, e.g. 512,256 (default: 64,32 for digits, 512,256 otherwise)",
+        metavar="W1,W2,...",
+        help="hidden layer widths; default: 64,32 for digits, 512,256 otherwise",
     )
     g.add_argument(
-        "--seeds", type=int_list(0), default=DEFAULTS["seeds"], help="one run per variant per seed"
+        "--seeds",
+        type=int_list(0),
+        default=DEFAULTS["seeds"],
+        metavar="S1,S2,...",
+        help="one run per variant per seed (its own weights and batch order); "
+        f"default: {DEFAULTS['seeds']}",
     )
     g = p.add_argument_group("measurement")
-    g.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    g.add_argument(
+        "--device",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="where TensorFlow runs (cpu hides the GPUs); default: cpu",
+    )
     g.add_argument(
         "--parity",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help=f"check every step's loss against {variants.REFERENCE} (added if not selected)",
+        help=f"check every step's loss against {variants.REFERENCE} (added if not selected); "
+        "default: on",
     )
     g.add_argument(
         "--target-accuracy",
         type=fraction,
-        help="test accuracy for time-to-target (default: digits 0.9, fashion-mnist 0.85, "
-        "mnist 0.97)",
+        metavar="A",
+        help="test accuracy for time-to-target; default: "
+        + ", ".join(f"{name} {target}" for name, target in DEFAULT_TARGET.items()),
     )
     g.add_argument(
-        "--timeout", type=positive_float, default=DEFAULTS["timeout"], help="seconds per run"
+        "--timeout",
+        type=positive_float,
+        default=DEFAULTS["timeout"],
+        metavar="S",
+        help=f"seconds per run, from its process' start; default: {DEFAULTS['timeout']:g}",
     )
     g.add_argument(
         "--jobs",
         type=positive_int,
         default=1,
-        help="runs at once; above 1 their timings disturb each other (recorded)",
+        metavar="N",
+        help="runs at once; above 1 their timings disturb each other (recorded); default: 1",
     )
     g.add_argument(
         "--calibrate",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="measure the GEMM roofline once at the end of the suite",
+        help="measure the GEMM roofline once, after the runs; default: on",
     )
     g = p.add_argument_group("output")
-    g.add_argument("--out", type=Path, help="results folder (default: results/<UTC time>)")
+    g.add_argument("--out", type=Path, help="results folder; default: results/<UTC time>")
     g.add_argument(
-        "--resume", action="store_true", help="continue OUT: skip runs already ok or diverged"
+        "--resume",
+        action="store_true",
+        help="continue OUT with the same settings: keep its ok and diverged runs, run the rest",
     )
     g.add_argument("--force", action="store_true", help="replace an existing OUT")
 
@@ -303,7 +341,7 @@ def check_gpu() -> None:
         raise UsageError("--device gpu: TensorFlow sees no GPU on this machine; use --device cpu")
 
 
-def make_config(args: argparse.Namespace, argv: list[str]) -> Any:
+def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
     from harness.runner import RunConfig
 
     chosen = select_variants(args)
@@ -339,9 +377,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     argv = args.argv
     config = make_config(args, argv)
     check_output(config.out, config.resume, config.force)
-    sources = {}
+    sources: dict[str, loc.SourceInfo | None] = {}
+    user_paths = [path for name, path in config.variant_paths if name not in variants.REGISTRY]
     for name, path in config.variant_paths:
-        if name == path:
+        if name not in variants.REGISTRY:
             continue  # a user class: located by the import check below
         sources[name] = loc.source_info(path)
         if sources[name] is None:
@@ -355,7 +394,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"--batch-size {config.batch_size} is larger than the {len(dataset.x_train)} "
             f"training samples of {config.dataset}"
         )
-    user_paths = [path for name, path in config.variant_paths if name == path]
     for path, file in check_user_variants(user_paths).items():
         sources[path] = loc.source_info(path, file) if file else None
     if config.device == "gpu":
@@ -376,7 +414,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
-def report_end(suite: Any, code: int) -> None:
+def report_end(suite: Suite, code: int) -> None:
     from harness.progress import make_console, summary_table
 
     config, records = suite.config, suite.records
