@@ -1,0 +1,143 @@
+"""Benchmark configuration: which model, batch sizes and rounds, chosen by
+MLPBENCH_BENCH_MODE (`full`, the default, or `short` for CI), and the machine calibration the
+roofline fractions are computed against, measured once per session."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+from harness.roofline import calibrate
+from variants.base import ModelSpec
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    mode: str
+    spec: ModelSpec
+    batch_sizes: tuple[int, ...]
+    # Every round trains the same number of samples at every batch size, so a row's time is
+    # comparable across batch sizes: 2560 samples = 20 steps at 128, 80 at 32, 5 at 512.
+    samples_per_round: int
+    # At least `rounds` and at least `min_seconds` of them (capped at `max_rounds`): a fast
+    # variant gets many short rounds, whose median a burst of load moves less.
+    rounds: int
+    min_seconds: float
+    max_rounds: int
+    warmup_rounds: int
+    calibration_seconds: float
+
+    @property
+    def widths(self) -> str:
+        return "-".join(str(n) for n in self.spec.layer_sizes)
+
+    def steps(self, batch_size: int) -> int:
+        return max(1, self.samples_per_round // batch_size)
+
+    def rounds_for(self, round_seconds: float) -> int:
+        wanted = math.ceil(self.min_seconds / max(round_seconds, 1e-9))
+        return min(self.max_rounds, max(self.rounds, wanted))
+
+
+CONFIGS = {
+    # The task the targets are stated for: 784-512-256-10, batch 128, with 32 and 512 beside it.
+    "full": BenchConfig(
+        mode="full",
+        spec=ModelSpec(input_size=784, hidden=(512, 256), num_classes=10),
+        batch_sizes=(32, 128, 512),
+        samples_per_round=2560,
+        rounds=15,
+        min_seconds=2.0,
+        max_rounds=200,
+        warmup_rounds=2,
+        calibration_seconds=3.0,
+    ),
+    # CI: a digits-sized model, one batch size, under a minute for every variant.
+    "short": BenchConfig(
+        mode="short",
+        spec=ModelSpec(input_size=64, hidden=(64, 32), num_classes=10),
+        batch_sizes=(128,),
+        samples_per_round=1280,
+        rounds=10,
+        min_seconds=1.0,
+        max_rounds=200,
+        warmup_rounds=2,
+        calibration_seconds=1.0,
+    ),
+}
+
+
+def bench_config() -> BenchConfig:
+    mode = os.environ.get("MLPBENCH_BENCH_MODE", "full")
+    if mode not in CONFIGS:
+        raise pytest.UsageError(f"MLPBENCH_BENCH_MODE={mode!r}: use one of {', '.join(CONFIGS)}")
+    return CONFIGS[mode]
+
+
+@pytest.fixture(scope="session")
+def config() -> BenchConfig:
+    return bench_config()
+
+
+_calibrations: dict[int, dict[str, Any]] = {}
+
+
+@pytest.fixture(scope="session")
+def calibration(config: BenchConfig):
+    """GEMM throughput per batch size, measured on first use and kept for the session."""
+
+    def get(batch_size: int) -> dict[str, Any]:
+        if batch_size not in _calibrations:
+            _calibrations[batch_size] = calibrate(
+                config.spec, batch_size, min_seconds=config.calibration_seconds
+            )
+        return _calibrations[batch_size]
+
+    return get
+
+
+def fixed_batch(config: BenchConfig, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random digits-like data, the same on every run: pixels uniform in [0, 1), labels uniform
+    over the classes, exactly `steps` full batches (no short last batch, so one trace)."""
+    rng = np.random.default_rng(0)
+    n = config.steps(batch_size) * batch_size
+    x = rng.random((n, config.spec.input_size), dtype=np.float32)
+    y = rng.integers(0, config.spec.num_classes, size=n, dtype=np.int64)
+    return x, y
+
+
+def warm_up(run: Callable[[], object], calls: int = 2) -> float:
+    """Call `run` untimed (tracing, compilation, thread pools, optimizer slots) and return the
+    fastest call's seconds, to plan the rounds."""
+    seconds = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - t0)
+    return min(seconds[1:] or seconds)
+
+
+# Roofline fractions of this session, printed after pytest-benchmark's table.
+REPORT: list[dict[str, Any]] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not REPORT:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("roofline fraction (median throughput / measured GEMM peak)")
+    write(
+        f"{'variant':<24} {'batch':>5} {'samples/s':>11} {'GFLOP/s':>8} {'peak':>7} {'fraction':>8}"
+    )
+    for row in sorted(REPORT, key=lambda r: (r["batch_size"], -r["roofline_fraction"])):
+        write(
+            f"{row['name']:<24} {row['batch_size']:>5} {row['samples_per_second']:>11.0f} "
+            f"{row['gflops']:>8.1f} {row['peak_gflops']:>7.1f} {row['roofline_fraction']:>8.3f}"
+        )

@@ -1,0 +1,111 @@
+"""Training throughput of every variant, side by side, with the GEMM roofline in the same table.
+
+Each benchmark builds its variant once and warms it up outside the timed part, then times
+rounds of `train_epoch` on one fixed array of `steps` full batches. Rows are grouped per batch
+size and model, so pytest-benchmark's table compares the API levels directly; the rows
+`gemm_roofline[numpy|tensorflow]` time only the same number of steps' matrix products.
+
+Nothing here asserts a speed: the targets are read from the report (extra_info and the
+roofline table printed at the end), never turned into failing tests.
+
+    MLPBENCH_BENCH_MODE=short pytest tests/benchmarks --benchmark-only
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import variants
+from harness.roofline import flops_per_sample, gemm_step, roofline_fraction
+from harness.task import glorot_uniform
+from variants.base import Adam
+
+from .conftest import REPORT, BenchConfig, bench_config, fixed_batch, warm_up
+
+CONFIG = bench_config()
+OPTIMIZER = Adam()
+
+
+def group(config: BenchConfig, batch_size: int) -> str:
+    return f"train b{batch_size} {config.widths} ({config.steps(batch_size)} steps/round)"
+
+
+def describe(config: BenchConfig, batch_size: int) -> dict[str, Any]:
+    return {
+        "mode": config.mode,
+        "batch_size": batch_size,
+        "layer_sizes": list(config.spec.layer_sizes),
+        "widths": config.widths,
+        "steps_per_round": config.steps(batch_size),
+        "samples_per_round": config.steps(batch_size) * batch_size,
+        "dataset": "random digits-like: x ~ U[0,1) float32, y ~ U{0..9} (seed 0)",
+        "optimizer": repr(OPTIMIZER),
+        "flops_per_sample": flops_per_sample(config.spec),
+    }
+
+
+def record_roofline(
+    benchmark: Any, name: str, batch_size: int, calibration: dict[str, Any]
+) -> None:
+    """Median throughput of the rounds and its fraction of the measured GEMM peak."""
+    info = benchmark.extra_info
+    samples_per_second = info["samples_per_round"] / benchmark.stats.stats.median
+    fraction = roofline_fraction(
+        samples_per_second, info["flops_per_sample"], calibration["peak_gflops"]
+    )
+    info.update(
+        samples_per_second=samples_per_second,
+        gflops=samples_per_second * info["flops_per_sample"] / 1e9,
+        peak_gflops=calibration["peak_gflops"],
+        numpy_gflops=calibration["numpy_gflops"],
+        tensorflow_gflops=calibration["tensorflow_gflops"],
+        roofline_fraction=fraction,
+    )
+    REPORT.append({"name": name, **info})
+
+
+@pytest.mark.parametrize("batch_size", CONFIG.batch_sizes, ids=lambda b: f"b{b}")
+@pytest.mark.parametrize("name", list(variants.REGISTRY))
+def test_train_steps(benchmark, name, batch_size, config, calibration):
+    cls = variants.load(name)
+    variant = cls()
+    x, y = fixed_batch(config, batch_size)
+    variant.build(config.spec, OPTIMIZER, glorot_uniform(config.spec, np.random.default_rng(0)))
+    round_seconds = warm_up(lambda: variant.train_epoch(x, y, batch_size))
+
+    benchmark.group = group(config, batch_size)
+    benchmark.extra_info.update(describe(config, batch_size), api_level=cls.api_level)
+    benchmark.pedantic(
+        variant.train_epoch,
+        args=(x, y, batch_size),
+        rounds=config.rounds_for(round_seconds),
+        warmup_rounds=config.warmup_rounds,
+        iterations=1,
+    )
+    record_roofline(benchmark, name, batch_size, calibration(batch_size))
+
+
+@pytest.mark.parametrize("batch_size", CONFIG.batch_sizes, ids=lambda b: f"b{b}")
+@pytest.mark.parametrize("backend", ["numpy", "tensorflow"])
+def test_gemm_roofline(benchmark, backend, batch_size, config, calibration):
+    """The same steps' GEMMs alone: the floor every variant's row is compared against."""
+    step = gemm_step(backend, config.spec, batch_size)
+    steps = config.steps(batch_size)
+
+    def run() -> None:
+        for _ in range(steps):
+            step()
+
+    round_seconds = warm_up(run)
+    benchmark.group = group(config, batch_size)
+    benchmark.extra_info.update(describe(config, batch_size), api_level=f"GEMMs only ({backend})")
+    benchmark.pedantic(
+        run,
+        rounds=config.rounds_for(round_seconds),
+        warmup_rounds=config.warmup_rounds,
+        iterations=1,
+    )
+    record_roofline(benchmark, f"gemm_roofline[{backend}]", batch_size, calibration(batch_size))
