@@ -201,9 +201,9 @@ class Worker:
             **{**asdict(config), "spawn_time": self.spawn_time, "event_fd": write_fd}
         )
         cmd = [sys.executable, "-X", "faulthandler", "-m", "harness.worker", config.to_json()]
-        with open(log, "w", encoding="utf-8") as f:
-            f.write(f"# {record.variant} seed {record.seed}, started {utc_now()}\n")
-        with open(log, "ab") as log_file:
+        with open(log, "wb") as log_file:
+            log_file.write(f"# {record.variant} seed {record.seed}, {utc_now()}\n".encode())
+            log_file.flush()  # before the worker appends to the same file
             self.process = subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,

@@ -242,7 +242,7 @@ def test_ctrl_c_keeps_finished_runs_and_resume_completes_them(tmp_path):
     kept = next(r for r in m["runs"] if r["variant"] == "numpy_scratch" and r["seed"] == 0)
 
     # the same command again, with --resume (a shorter timeout is allowed): finishes the rest
-    result = mlpbench(*args, "--timeout", "2", "--resume")
+    result = mlpbench(*args, "--timeout", "3", "--resume")
     assert result.returncode == 1  # the hanging runs time out
     m = manifest(out)
     assert m["finished"] is not None
