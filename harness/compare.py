@@ -23,6 +23,8 @@ from harness.report.reader import ResultSet, read_results
 
 # Environment keys worth pointing out when they differ: what a comparison is usually about.
 ENVIRONMENT_KEYS = ("tensorflow", "keras", "numpy", "python", "cpu_model", "gpus", "hostname")
+# Settings that change what is measured: a comparison across them is not like for like.
+CONFIG_KEYS = ("device", "dataset", "epochs", "batch_size", "hidden", "optimizer", "jobs")
 
 
 @dataclass(frozen=True)
@@ -124,9 +126,10 @@ def _notes(a: ResultSet, b: ResultSet) -> list[str]:
         va, vb = a.environment.get(key), b.environment.get(key)
         if va != vb:
             notes.append(f"{key}: {va} -> {vb}")
-    dev_a, dev_b = a.config.get("device"), b.config.get("device")
-    if dev_a != dev_b:
-        notes.append(f"device: {dev_a} -> {dev_b}")
+    for key in CONFIG_KEYS:
+        va, vb = a.config.get(key), b.config.get(key)
+        if va != vb:
+            notes.append(f"{key}: {va} -> {vb}")
     fa = {k: t.get("fingerprint") for k, t in (a.manifest.get("tasks") or {}).items()}
     fb = {k: t.get("fingerprint") for k, t in (b.manifest.get("tasks") or {}).items()}
     shared = set(fa) & set(fb)

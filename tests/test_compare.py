@@ -13,6 +13,7 @@ from html import escape
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats as sps
 
@@ -179,3 +180,21 @@ def test_sample_shift_uses_mann_whitney_and_median_ratio() -> None:
     expected = sps.mannwhitneyu(a, b, alternative="two-sided")
     assert shift.test.p_value == pytest.approx(expected.pvalue)
     assert not stats.compare_samples([100], [70]).test.possible
+
+
+def test_variants_in_one_set_only_and_setting_changes(tmp_path: Path) -> None:
+    b = tmp_path / "b"
+    shutil.copytree(SMALL_B, b)
+    manifest = json.loads((b / "manifest.json").read_text())
+    manifest["config"]["epochs"] = 5
+    manifest["environment"]["tensorflow"] = "2.16.1"
+    manifest["runs"] = [r for r in manifest["runs"] if r["variant"] != "keras_sequential"]
+    (b / "manifest.json").write_text(json.dumps(manifest))
+    for name in ("summary.csv", "epochs.csv", "steps.csv"):
+        frame = pd.read_csv(b / name)
+        frame[frame["variant"] != "keras_sequential"].to_csv(b / name, index=False)
+    result = compare_dirs(SMALL_A, b)
+    verdicts = {c.variant: c.verdict for c in result.changes}
+    assert verdicts["keras_sequential"] == "only in A"
+    assert "tensorflow: 2.21.0 -> 2.16.1" in result.notes
+    assert "epochs: 3 -> 5" in result.notes

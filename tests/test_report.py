@@ -259,3 +259,17 @@ def test_identical_accuracies_need_no_test(tmp_path: Path) -> None:
     summary.to_csv(same / "summary.csv", index=False)
     page = build_report([same], tmp_path / "out").read_text(encoding="utf-8")
     assert "Every variant reached exactly the same final test accuracy in every seed" in page
+
+
+def test_a_suite_that_just_started_still_reports(tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    started.mkdir()
+    manifest = json.loads((SMALL_A / "manifest.json").read_text())
+    manifest["finished"] = None
+    for run in manifest["runs"]:
+        run.update(status="pending", error=None)
+    (started / "manifest.json").write_text(json.dumps(manifest))  # no CSV written yet
+    page = build_report([started], tmp_path / "out").read_text(encoding="utf-8")
+    assert "0 finished, 12 not run yet" in page
+    header, *rows = parse_tables(page).tables["runs"]
+    assert len(rows) == 12 and {r[header.index("status")] for r in rows} == {"pending"}

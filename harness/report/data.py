@@ -12,9 +12,7 @@ import pandas as pd
 
 from harness import stats
 from harness.report.reader import ResultSet
-
-REFERENCE = "numpy_scratch"  # the registry's reference variant (variants.REFERENCE)
-PARITY_TOLERANCE = 1e-5  # results/README.md: parity_pass means below 1e-5
+from variants import REFERENCE
 
 
 @dataclass(frozen=True)
@@ -63,9 +61,12 @@ def combine(sets: Sequence[ResultSet]) -> ReportData:
     for s, set_name in zip(sets, names, strict=True):
         for key in frames:
             df = getattr(s, key).copy()
-            df.insert(0, "set", set_name)
-            df.insert(0, "label", [label(v, set_name) for v in df["variant"]])
-            df["block"] = [_block(s, seed) for seed in df["seed"]]
+            # Explicit str dtype: an empty CSV (a suite that just started) must still merge.
+            df.insert(0, "set", pd.Series(set_name, index=df.index, dtype=str))
+            run_labels = [label(v, set_name) for v in df["variant"]]
+            df.insert(0, "label", pd.Series(run_labels, index=df.index, dtype=str))
+            blocks = [_block(s, seed) for seed in df["seed"]]
+            df["block"] = pd.Series(blocks, index=df.index, dtype=str)
             frames[key].append(df)
         for v in s.summary["variant"]:
             if label(v, set_name) not in labels:
@@ -121,6 +122,34 @@ def throughput_by_label(data: ReportData) -> dict[str, np.ndarray]:
         if values.size:
             out[lab] = values
     return out
+
+
+def startup_breakdown(data: ReportData) -> pd.DataFrame:
+    """Per ok run, the first step split into the manifest's `import_seconds` and
+    `build_seconds` and the rest (task loading, tracing, the step itself): label, seed,
+    import_seconds, build_seconds, rest. Empty when the manifests do not record them."""
+    rows = []
+    for s, set_name in zip(data.sets, _unique_set_names(data.sets), strict=True):
+        for r in s.manifest.get("runs") or []:
+            if r.get("import_seconds") is None or r.get("build_seconds") is None:
+                continue
+            rows.append(
+                (
+                    set_name,
+                    str(r.get("variant")),
+                    r.get("seed"),
+                    r["import_seconds"],
+                    r["build_seconds"],
+                )
+            )
+    columns = ["set", "variant", "seed", "import_seconds", "build_seconds"]
+    runs = pd.DataFrame(rows, columns=columns).astype({"seed": "Int64"})
+    ok = data.ok[["set", "variant", "seed", "label", "first_step_seconds"]]
+    merged = ok.merge(runs, on=["set", "variant", "seed"], how="inner")
+    merged["rest"] = (
+        merged["first_step_seconds"] - merged["import_seconds"] - merged["build_seconds"]
+    ).clip(lower=0)
+    return merged[["label", "seed", "import_seconds", "build_seconds", "rest"]]
 
 
 def parity_differences(data: ReportData) -> pd.DataFrame:

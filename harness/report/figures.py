@@ -26,14 +26,15 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 from PIL import Image  # noqa: E402  (Pillow comes with matplotlib)
 
 from harness import stats  # noqa: E402
+from harness.metrics import PARITY_TOLERANCE  # noqa: E402
 from harness.report.data import (  # noqa: E402
-    PARITY_TOLERANCE,
-    REFERENCE,
     ReportData,
     format_number,
     parity_differences,
+    startup_breakdown,
     throughput_by_label,
 )
+from variants import REFERENCE  # noqa: E402
 
 DPI = 90
 WIDTH = 11.8  # inches: at DPI, the width of the page's column (1062 px)
@@ -221,18 +222,27 @@ def accuracy_curves(data: ReportData, palette: Palette, out: Path) -> Path | Non
 # --- one row per variant ------------------------------------------------------------------
 
 
-def _rows(labels: Sequence[str]) -> tuple[Figure, Axes]:
-    fig, ax = plt.subplots(figsize=(WIDTH, 1.3 + 0.45 * len(labels)))
-    ax.set_yticks(range(len(labels)), [text(lab) for lab in labels])
-    ax.set_ylim(-0.6, len(labels) - 0.4)
-    ax.invert_yaxis()
-    ax.grid(axis="y", visible=False)
-    return fig, ax
+def _rows(labels: Sequence[str], panels: int = 1) -> tuple[Figure, list[Axes]]:
+    """A figure with one row per variant label (first at the top) in each of `panels`."""
+    fig, axes = plt.subplots(
+        1, panels, figsize=(WIDTH, 1.3 + 0.45 * len(labels)), sharey=True, squeeze=False
+    )
+    for ax in axes[0]:
+        ax.set_yticks(range(len(labels)), [text(lab) for lab in labels])
+        ax.set_ylim(-0.6, len(labels) - 0.4)
+        ax.grid(axis="y", visible=False)
+    axes[0][0].invert_yaxis()  # shared: once inverts every panel
+    return fig, list(axes[0])
 
 
 def _jitter(n: int, i: int) -> np.ndarray:
     # Deterministic spread of repeated points around their row, so equal values stay visible.
     return i + (np.linspace(-0.18, 0.18, n) if n > 1 else np.zeros(1))
+
+
+def _clean_values(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    cleaned = {lab: stats.clean(v) for lab, v in values.items()}
+    return {lab: v for lab, v in cleaned.items() if v.size}
 
 
 def _per_variant(
@@ -246,15 +256,27 @@ def _per_variant(
     order_by_median: bool = False,
     value_format: Callable[[float], str] = format_number,
 ) -> Path | None:
-    """Every sample as a dot, the median as a bar and the interquartile range as a box."""
-    values = {lab: stats.clean(v) for lab, v in values.items()}
-    values = {lab: v for lab, v in values.items() if v.size}
+    """One panel: every sample as a dot, the median as a bar, the IQR as a box."""
+    values = _clean_values(values)
     if not values:
         return None
     labels = list(values)
     if order_by_median:
         labels.sort(key=lambda lab: -float(np.median(values[lab])))
-    fig, ax = _rows(labels)
+    fig, (ax,) = _rows(labels)
+    _draw_rows(ax, labels, values, palette, value_format)
+    ax.set(title=title, xlabel=xlabel)
+    _note(fig, note)
+    return _save(fig, path)
+
+
+def _draw_rows(
+    ax: Axes,
+    labels: Sequence[str],
+    values: dict[str, np.ndarray],
+    palette: Palette,
+    value_format: Callable[[float], str],
+) -> None:
     for i, lab in enumerate(labels):
         v = values[lab]
         s = stats.spread(v)
@@ -271,12 +293,9 @@ def _per_variant(
             fontsize=8,
             color="#333333",
         )
-    ax.set(title=title, xlabel=xlabel)
     ax.margins(x=0.12)
-    if not _auto_log(ax, "x", list(values.values())):
+    if not _auto_log(ax, "x", [values[lab] for lab in labels]):
         ax.set_xlim(left=0)  # on a linear axis, lengths from zero make ratios readable
-    _note(fig, note)
-    return _save(fig, path)
 
 
 def _ok_column(data: ReportData, column: str) -> dict[str, np.ndarray]:
@@ -290,7 +309,7 @@ def final_accuracy(data: ReportData, palette: Palette, out: Path) -> Path | None
     if not values:
         return None
     labels = list(values)
-    fig, ax = _rows(labels)
+    fig, (ax,) = _rows(labels)
     for i, lab in enumerate(labels):
         ci = stats.mean_ci(values[lab])
         colour = palette[lab]
@@ -325,16 +344,37 @@ def throughput(data: ReportData, palette: Palette, out: Path) -> Path | None:
     )
 
 
+STARTUP_PARTS = (
+    ("import_seconds", "import (TensorFlow start-up)", "#8da0cb"),
+    ("build_seconds", "build the model", "#fc8d62"),
+    ("rest", "task, tracing, first step", "#66c2a5"),
+)
+
+
 def first_step(data: ReportData, palette: Palette, out: Path) -> Path | None:
-    return _per_variant(
-        _ok_column(data, "first_step_seconds"),
-        palette,
-        title="First step: process start to the end of the first training step",
-        xlabel="seconds (imports, model build, tracing/compilation included)",
-        path=out / "first_step.png",
-        note="dots: one seed each; bar: median",
-        value_format=lambda s: f"{s:.3g} s",
-    )
+    values = _clean_values(_ok_column(data, "first_step_seconds"))
+    if not values:
+        return None
+    labels = list(values)
+    parts = startup_breakdown(data)
+    parts = parts[parts["label"].isin(labels)]
+    fig, axes = _rows(labels, panels=2 if len(parts) else 1)
+    _draw_rows(axes[0], labels, values, palette, lambda s: f"{s:.3g} s")
+    fig.suptitle("First step: from process start to the end of training step 1", weight="bold")
+    axes[0].set(title="per seed", xlabel="seconds")
+    if len(parts):
+        # Where the first step's time goes: medians over seeds, stacked on a linear axis.
+        ax = axes[1]
+        medians = parts.groupby("label")[[c for c, _, _ in STARTUP_PARTS]].median()
+        left = np.zeros(len(labels))
+        for column, name, colour in STARTUP_PARTS:
+            width = medians.reindex(labels)[column].fillna(0).to_numpy()
+            ax.barh(range(len(labels)), width, left=left, color=colour, height=0.6, label=name)
+            left += width
+        ax.set(title="where it goes (median over seeds)", xlabel="seconds")
+        _legend(ax)
+    _note(fig, "dots: one seed each; bar: median; box: interquartile range")
+    return _save(fig, out / "first_step.png")
 
 
 def time_to_target(data: ReportData, palette: Palette, out: Path) -> Path | None:
@@ -369,10 +409,10 @@ def peak_memory(data: ReportData, palette: Palette, out: Path) -> Path | None:
         _ok_column(data, "peak_rss_mb"),
         palette,
         title="Peak memory of the worker process",
-        xlabel="peak resident set size (MB)",
+        xlabel="peak resident set size (MiB)",
         path=out / "memory.png",
         note="dots: one seed each; bar: median",
-        value_format=lambda m: f"{m:,.0f} MB",
+        value_format=lambda m: f"{m:,.0f} MiB",
     )
 
 

@@ -9,14 +9,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness import stats
+from harness.metrics import PARITY_TOLERANCE
 from harness.report.data import (
-    PARITY_TOLERANCE,
-    REFERENCE,
     ReportData,
     format_number,
     parity_was_run,
+    startup_breakdown,
     throughput_by_label,
 )
+from variants import REFERENCE
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class Finding:
 
 
 def verdict(data: ReportData) -> list[Finding]:
+    if data.ok.empty:  # a suite that just started, or where everything failed
+        return [_runs(data)]
     findings = [_runs(data), _parity(data), _accuracy(data), _speed(data), _first_step(data)]
     findings.append(_target(data))
     return [f for f in findings if f is not None]
@@ -33,17 +36,21 @@ def verdict(data: ReportData) -> list[Finding]:
 
 def _runs(data: ReportData) -> Finding:
     s = data.summary
-    bad = s[s["status"] != "ok"]
+    failed = s[~s["status"].isin(["ok", "pending"])]
+    pending = int((s["status"] == "pending").sum())
     text = (
         f"{len(s)} runs: {len(data.labels)} variants × {s['seed'].nunique()} seeds; "
-        f"{len(s) - len(bad)} finished"
+        f"{int((s['status'] == 'ok').sum())} finished"
     )
-    if bad.empty:
+    if pending:
+        text += f", {pending} not run yet"
+    if failed.empty:
         return Finding("Runs", text + ", none failed.")
+    # Every failure by name with its reason: a reader must not have to dig for them.
     listed = "; ".join(
-        f"{r.label} seed {r.seed}: {_reason(r.status, r.error)}" for r in bad.itertuples()
+        f"{r.label} seed {r.seed}: {_reason(r.status, r.error)}" for r in failed.itertuples()
     )
-    return Finding("Runs", f"{text}, {len(bad)} did not: {listed}.")
+    return Finding("Runs", f"{text}, {len(failed)} did not: {listed}.")
 
 
 def _parity(data: ReportData) -> Finding:
@@ -146,10 +153,18 @@ def _first_step(data: ReportData) -> Finding | None:
     low, high = med.index[0], med.index[-1]
     text = f"The first step (process start to end of step 1) takes {med[low]:.3g} s for {low}"
     if len(med) > 1:
+        text += f" and {med[high]:.3g} s for {high}, {med[high] / med[low]:.1f}× as long"
+    parts = startup_breakdown(data)
+    parts = parts[parts["label"] == high]
+    if len(parts):
+        imp, build = parts["import_seconds"].median(), parts["build_seconds"].median()
         text += (
-            f" and {med[high]:.3g} s for {high}, {med[high] / med[low]:.1f}× as long: "
-            "imports, model build and tracing are paid once per process"
+            f"; of {high}'s, {imp:.3g} s is importing its module (for TensorFlow, its start-up) "
+            f"and {build:.2g} s building the model, the rest loading the task, tracing and "
+            "the step itself"
         )
+    elif len(med) > 1:
+        text += ": imports, model build and tracing are paid once per process"
     return Finding("First step", text + ".")
 
 
