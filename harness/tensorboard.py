@@ -2,7 +2,7 @@
 
 One TensorBoard run per (variant, seed) at DIR/<variant>/seed<N>, so `tensorboard --logdir
 DIR` overlays the variants the way a TensorFlow user is used to. Written with tensorboard's
-own framework-free writer (imported lazily; it needs no TensorFlow).
+own framework-free writer (imported lazily), without importing TensorFlow.
 
 Tags: `step/loss` (x = global step); `epoch/train_loss`, `epoch/test_loss`,
 `epoch/test_accuracy`, `epoch/samples_per_second`, `epoch/seconds` (x = epoch). Wall times
@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import re
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ import pandas as pd
 
 from harness.report.reader import ResultSet, read_results
 
+NOTF = "tensorboard.compat.notf"
 STEP_TAG = "step/loss"
 EPOCH_TAGS = {
     "train_loss": "epoch/train_loss",
@@ -48,10 +50,18 @@ def export(results: Path, out: Path) -> list[Path]:
     return export_set(read_results(results), Path(out))
 
 
-def export_set(rs: ResultSet, out: Path) -> list[Path]:
-    # tensorboard loads TensorFlow when it is installed: keep its C++ start-up log quiet.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _writer() -> type:
+    if "tensorflow" not in sys.modules:
+        # To write files, tensorboard would import all of TensorFlow when installed (seconds,
+        # and its C++ start-up log); its `notf` switch selects its own file-only stub instead.
+        sys.modules.setdefault(NOTF, types.ModuleType(NOTF))
     from tensorboard.summary import Writer
+
+    return Writer
+
+
+def export_set(rs: ResultSet, out: Path) -> list[Path]:
+    Writer = _writer()
 
     starts = {
         (str(r.get("variant")), r.get("seed")): _timestamp(r.get("started"))

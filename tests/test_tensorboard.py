@@ -99,3 +99,20 @@ def test_command(tmp_path: Path) -> None:
     assert (
         missing.stderr.strip() == f"mlpbench: error: no such results directory: {tmp_path / 'nope'}"
     )
+
+
+def test_tensorflow_reads_the_events(exported: tuple[Path, list[Path]]) -> None:
+    """TensorFlow's own reader, independent of the writer: the files are standard events."""
+    tf = pytest.importorskip("tensorflow")
+    out, _ = exported
+    (events,) = run_dir(out, "tf2_function", 0).glob("events.out.tfevents.*")
+    losses = {}
+    for event in tf.compat.v1.train.summary_iterator(str(events)):
+        for value in event.summary.value:
+            if value.tag == STEP_TAG:
+                losses[event.step] = float(tf.make_ndarray(value.tensor))
+    steps = pd.read_csv(RESULTS / "steps.csv")
+    run = steps[(steps["variant"] == "tf2_function") & (steps["seed"] == 0)]
+    assert losses == pytest.approx(
+        dict(zip(run["step"], run["loss"].astype(np.float32), strict=True))
+    )

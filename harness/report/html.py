@@ -22,6 +22,8 @@ FAILED_STATUSES = ("failed", "timeout", "diverged", "pending")
 # Cells holding only a number, a range or a ratio ("1,234", "4.8e-07", "5 – 9", "0.68×"):
 # right-aligned so digits line up.
 NUMBER_CELL = re.compile(r"<td>([-+]?[\d,.]+(?:e[-+]?\d+)?(?: – [\d,.]+)?×?)</td>")
+# Cells of prose (an error message): wide enough not to wrap after every word.
+LONG_CELL = re.compile(r"<td>([^<]{40,})</td>")
 
 CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
@@ -41,12 +43,14 @@ table { border-collapse: collapse; font-size: 0.85em; margin: 0.6em 0; }
 th, td { padding: 4px 8px; border-bottom: 1px solid #e6e6ea; text-align: left;
          vertical-align: top; max-width: 28em; overflow-wrap: break-word; }
 td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+td.long { min-width: 16em; }
 th { background: #f0f0f4; position: sticky; top: 0; }
 tbody tr:nth-child(even) { background: #fafafc; }
 td.status-bad { color: #b00020; font-weight: 600; }
 tr:has(td.status-bad) { background: #fff1f1 !important; }
 table.kv td { text-align: left; }
-pre { background: #f4f4f6; padding: 10px 12px; overflow-x: auto; border-radius: 4px; }
+pre { background: #f4f4f6; padding: 10px 12px; border-radius: 4px; white-space: pre-wrap;
+      overflow-wrap: anywhere; }
 footer { color: #888; font-size: 0.85em; margin-top: 3em; }
 """
 
@@ -151,6 +155,7 @@ def table(frame: pd.DataFrame, table_id: str, bad: Sequence[str] = FAILED_STATUS
     pattern = "|".join(re.escape(b) for b in bad)
     html = re.sub(rf"<td>({pattern})</td>", r'<td class="status-bad">\1</td>', html)
     html = NUMBER_CELL.sub(r'<td class="num">\1</td>', html)
+    html = LONG_CELL.sub(r'<td class="long">\1</td>', html)
     return f'<div class="scroll">{html}</div>'
 
 

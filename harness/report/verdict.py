@@ -46,9 +46,12 @@ def _runs(data: ReportData) -> Finding:
         text += f", {pending} not run yet"
     if failed.empty:
         return Finding("Runs", text + ", none failed.")
-    # Every failure by name with its reason: a reader must not have to dig for them.
+    # Every failure by name with its reason (seeds that failed alike share one entry): a
+    # reader must not have to dig for them.
+    reasons = failed.assign(reason=[_reason(r.status, r.error) for r in failed.itertuples()])
     listed = "; ".join(
-        f"{r.label} seed {r.seed}: {_reason(r.status, r.error)}" for r in failed.itertuples()
+        f"{label} seed{'s' if len(g) > 1 else ''} {', '.join(map(str, g['seed']))}: {reason}"
+        for (label, reason), g in reasons.groupby(["label", "reason"], sort=False)
     )
     return Finding("Runs", f"{text}, {len(failed)} did not: {listed}.")
 
@@ -62,7 +65,11 @@ def _parity(data: ReportData) -> Finding:
         )
     s = data.ok[data.ok["variant"] != REFERENCE].dropna(subset=["parity_max_abs_diff"])
     if s.empty:
-        return Finding("Parity", f"Parity was requested but no run has a {REFERENCE} match.")
+        return Finding(
+            "Parity",
+            f"Parity was run, but no finished run besides {REFERENCE} has a parity result: "
+            "nothing to compare.",
+        )
     worst = s.groupby("label", sort=False)["parity_max_abs_diff"].max()
     failing = worst[worst >= PARITY_TOLERANCE]
     passing = worst[worst < PARITY_TOLERANCE]
@@ -85,12 +92,16 @@ def _accuracy(data: ReportData) -> Finding | None:
     if ok.empty:
         return None
     means = ok.groupby("label", sort=False)["test_accuracy"].mean()
+    if len(means) == 1:
+        return Finding(
+            "Accuracy",
+            f"Final test accuracy (mean over seeds) is {means.iloc[0]:.4f} for "
+            f"{means.index[0]}, the only variant that finished: nothing to compare.",
+        )
     span = (
         f"Final test accuracy (mean over seeds) ranges from {means.min():.4f} "
         f"({means.idxmin()}) to {means.max():.4f} ({means.idxmax()})"
     )
-    if len(means) == 1:
-        return Finding("Accuracy", f"{span}; one variant, nothing to compare.")
     per_seed = ok.groupby("block")["test_accuracy"]
     if ok["block"].nunique() and (per_seed.nunique() == 1).all():
         return Finding(
@@ -129,9 +140,13 @@ def _speed(data: ReportData) -> Finding | None:
     ranked = sorted(samples, key=lambda lab: -float(np.median(samples[lab])))
     best = ranked[0]
     med = {lab: float(np.median(samples[lab])) for lab in ranked}
-    text = f"{best} is fastest at {format_number(med[best])} samples/s (median)"
     if len(ranked) == 1:
-        return Finding("Speed", text + ".")
+        return Finding(
+            "Speed",
+            f"{best}, the only variant with a throughput, trains "
+            f"{format_number(med[best])} samples/s (median).",
+        )
+    text = f"{best} is fastest at {format_number(med[best])} samples/s (median)"
     second, slowest = ranked[1], ranked[-1]
     shift = stats.compare_samples(samples[second], samples[best])
     if shift.test.possible:
@@ -152,18 +167,19 @@ def _first_step(data: ReportData) -> Finding | None:
     med = ok.groupby("label", sort=False)["first_step_seconds"].median().sort_values()
     low, high = med.index[0], med.index[-1]
     text = f"The first step (process start to end of step 1) takes {med[low]:.3g} s for {low}"
-    if len(med) > 1:
-        text += f" and {med[high]:.3g} s for {high}, {med[high] / med[low]:.1f}× as long"
+    if len(med) == 1:
+        return Finding("First step", text + ".")
+    text += f" and {med[high]:.3g} s for {high}, {med[high] / med[low]:.1f}× as long"
     parts = startup_breakdown(data)
     parts = parts[parts["label"] == high]
     if len(parts):
         imp, build = parts["import_seconds"].median(), parts["build_seconds"].median()
         text += (
-            f"; of {high}'s, {imp:.3g} s is importing its module (for TensorFlow, its start-up) "
-            f"and {build:.2g} s building the model, the rest loading the task, tracing and "
-            "the step itself"
+            f"; of those {med[high]:.3g} s, {imp:.3g} s is importing the variant's module "
+            f"(TensorFlow's start-up included) and {build:.2g} s building the model, the rest "
+            "loading the task, tracing and the step itself"
         )
-    elif len(med) > 1:
+    else:
         text += ": imports, model build and tracing are paid once per process"
     return Finding("First step", text + ".")
 
