@@ -135,7 +135,8 @@ def _figure(heading: str, caption: str, path: Path) -> str:
 
 
 def _runs_frame(data: ReportData) -> pd.DataFrame:
-    columns = [c for c in data.sets[0].summary.columns]
+    # summary.csv's columns (of every set, in order), without the ones `combine` added.
+    columns = [c for c in data.summary.columns if c not in ("label", "set", "block")]
     frame = data.summary.copy()
     frame["variant"] = frame["label"]  # the unique label, "name @ set" when combined
     return frame[columns]
