@@ -33,6 +33,12 @@ class BenchConfig:
     max_rounds: int
     warmup_rounds: int
     calibration_seconds: float
+    # The harness-overhead report (harness.overhead) on digits: variants, widths, epochs per
+    # block (the first untimed) and ABBA rounds.
+    overhead_variants: tuple[str, ...]
+    overhead_hidden: tuple[int, ...]
+    overhead_epochs: int
+    overhead_rounds: int
 
     @property
     def widths(self) -> str:
@@ -58,6 +64,10 @@ CONFIGS = {
         max_rounds=200,
         warmup_rounds=2,
         calibration_seconds=3.0,
+        overhead_variants=("numpy_scratch", "tf2_function"),
+        overhead_hidden=(512, 256),
+        overhead_epochs=6,
+        overhead_rounds=10,
     ),
     # CI: a digits-sized model, one batch size, under a minute for every variant.
     "short": BenchConfig(
@@ -70,6 +80,10 @@ CONFIGS = {
         max_rounds=200,
         warmup_rounds=2,
         calibration_seconds=1.0,
+        overhead_variants=("numpy_scratch",),
+        overhead_hidden=(64, 32),
+        overhead_epochs=3,
+        overhead_rounds=5,
     ),
 }
 
@@ -124,14 +138,24 @@ def warm_up(run: Callable[[], object], calls: int = 2) -> float:
     return min(seconds[1:] or seconds)
 
 
-# Roofline fractions of this session, printed after pytest-benchmark's table.
+# Roofline fractions and overhead ratios of this session, printed after pytest-benchmark's table.
 REPORT: list[dict[str, Any]] = []
+OVERHEAD: list[dict[str, Any]] = []
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    write = terminalreporter.write_line
+    if OVERHEAD:
+        terminalreporter.section("harness overhead (harness / bare throughput; target 1 +- 0.02)")
+        for row in OVERHEAD:
+            spread = row["ratio_spread"]
+            write(
+                f"{row['variant']:<24} median {row['ratio_median']:.3f} "
+                f"(q1 {spread['q1']:.3f}, q3 {spread['q3']:.3f}, {spread['n']} pairs), "
+                f"best-of {row['ratio_best']:.3f}"
+            )
     if not REPORT:
         return
-    write = terminalreporter.write_line
     terminalreporter.section("roofline fraction (median throughput / measured GEMM peak)")
     write(
         f"{'variant':<24} {'batch':>5} {'samples/s':>11} {'GFLOP/s':>8} {'peak':>7} {'fraction':>8}"

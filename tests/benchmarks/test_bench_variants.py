@@ -19,11 +19,13 @@ import numpy as np
 import pytest
 
 import variants
+from harness.datasets import load_digits
+from harness.overhead import measure
 from harness.roofline import flops_per_sample, gemm_step, roofline_fraction
-from harness.task import glorot_uniform
+from harness.task import glorot_uniform, make_task
 from variants.base import Adam
 
-from .conftest import REPORT, BenchConfig, bench_config, fixed_batch, warm_up
+from .conftest import OVERHEAD, REPORT, BenchConfig, bench_config, fixed_batch, warm_up
 
 CONFIG = bench_config()
 OPTIMIZER = Adam()
@@ -109,3 +111,19 @@ def test_gemm_roofline(benchmark, backend, batch_size, config, calibration):
         iterations=1,
     )
     record_roofline(benchmark, f"gemm_roofline[{backend}]", batch_size, calibration(batch_size))
+
+
+@pytest.mark.parametrize("name", CONFIG.overhead_variants)
+def test_harness_overhead(benchmark, name, config):
+    """Harness/bare throughput ratio (harness.overhead), reported in extra_info; the time of
+    the row is only how long the measurement took."""
+    task = make_task(load_digits(), config.overhead_hidden, config.overhead_epochs, seed=0)
+    benchmark.group = "harness overhead (digits, batch 128)"
+    result = benchmark.pedantic(
+        measure, args=(name, task, 128, config.overhead_rounds), rounds=1, iterations=1
+    )
+    benchmark.extra_info.update(
+        {k: v for k, v in result.items() if not isinstance(v, list)},
+        ratios=result["ratios"],
+    )
+    OVERHEAD.append(result)
