@@ -207,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs at once; above 1 their timings disturb each other (recorded); default: 1",
     )
     g.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="start every run in a fresh interpreter; by default TensorFlow runs are forked "
+        "from a process that imported it once (harness/launch.py), and its import time is "
+        "added back to their first step",
+    )
+    g.add_argument(
         "--calibrate",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -364,6 +371,7 @@ def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         timeout=args.timeout,
         jobs=args.jobs,
         calibrate=args.calibrate,
+        cold_start=args.cold_start,
         out=out,
         resume=args.resume,
         force=args.force,

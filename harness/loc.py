@@ -39,6 +39,7 @@ class SourceInfo:
     loc: int
     sha256: str
     api_level: str | None  # as declared in the class body, when it is a plain string
+    imports: frozenset[str]  # every module the counted files import (tells if it needs TF)
 
 
 def _docstring_lines(tree: ast.Module) -> set[int]:
@@ -172,9 +173,11 @@ def source_info(variant_path: str, file: Path | None = None) -> SourceInfo | Non
     files = variant_sources(module_name, file)
     digest = hashlib.sha256()
     loc = 0
+    imports: set[str] = set()
     for f in files:
         data = f.read_bytes()
         digest.update(data)
         loc += logical_lines(data.decode("utf-8"))
+        imports |= _imported_modules(ast.parse(data), module_name)
     api_level = declared_api_level(ast.parse(files[0].read_text("utf-8")), class_name)
-    return SourceInfo(tuple(files), loc, digest.hexdigest(), api_level)
+    return SourceInfo(tuple(files), loc, digest.hexdigest(), api_level, frozenset(imports))

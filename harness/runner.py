@@ -7,6 +7,7 @@ trades that for speed and is recorded in the manifest.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -14,12 +15,11 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +30,7 @@ import pandas as pd
 import variants
 from harness import environment, metrics, storage
 from harness.datasets import Dataset
+from harness.launch import Launcher, uses_framework
 from harness.loc import SourceInfo
 from harness.task import Task, make_task
 from harness.worker import WorkerConfig, optimizer_to_dict
@@ -41,6 +42,9 @@ from variants.base import ModelSpec, Optimizer
 KEEP_ON_RESUME = ("ok", "diverged")
 # Settings that may change between a suite and its `--resume` without changing any result.
 RESUMABLE_CHANGES = ("timeout", "jobs", "calibrate")
+# Timed seconds per backend of the once-per-suite GEMM calibration: medians of 10 samples of
+# 0.1 s were within a few per cent of 2 s runs on this task's sizes.
+CALIBRATION_SECONDS = 1.0
 POLL_SECONDS = 0.25  # how often timeouts are checked while waiting for events
 
 
@@ -68,6 +72,7 @@ class RunConfig:
     jobs: int
     calibrate: bool
     out: Path
+    cold_start: bool = False
     resume: bool = False
     force: bool = False
     argv: tuple[str, ...] = ()
@@ -93,6 +98,7 @@ class RunConfig:
             "timeout": self.timeout,
             "jobs": self.jobs,
             "calibrate": self.calibrate,
+            "start": "cold" if self.cold_start else "warm",
         }
 
 
@@ -192,29 +198,21 @@ class Worker:
     """One running worker process: its pipe of events, read on a thread into a shared queue."""
 
     def __init__(
-        self, record: RunRecord, config: WorkerConfig, env: dict[str, str], log: Path, events: Any
+        self,
+        record: RunRecord,
+        config: WorkerConfig,
+        launcher: Launcher,
+        warm: bool,
+        log: Path,
+        events: Any,
     ) -> None:
         self.record = record
         read_fd, write_fd = os.pipe()
         self.spawn_time = time.time()
-        config = WorkerConfig(
-            **{**asdict(config), "spawn_time": self.spawn_time, "event_fd": write_fd}
-        )
-        cmd = [sys.executable, "-X", "faulthandler", "-m", "harness.worker", config.to_json()]
+        config = replace(config, spawn_time=self.spawn_time)
         with open(log, "wb") as log_file:
             log_file.write(f"# {record.variant} seed {record.seed}, {utc_now()}\n".encode())
-            log_file.flush()  # before the worker appends to the same file
-            self.process = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                pass_fds=(write_fd,),
-                env=env,
-                # its own process group: a timeout kills everything it started, and the
-                # terminal's Ctrl-C reaches only the runner, which then stops it cleanly
-                start_new_session=True,
-            )
+        self.process = launcher.start(config, log, write_fd, warm)
         os.close(write_fd)  # the worker holds the only write end: its exit means EOF
         self.timed_out = False
         self.final: dict[str, Any] | None = None
@@ -233,8 +231,9 @@ class Worker:
     def kill(self) -> None:
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        except ProcessLookupError:  # a warm worker killed before it made its process group
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGKILL)
 
     @property
     def elapsed(self) -> float:
@@ -322,6 +321,9 @@ class Suite:
                 "runs": [],
             }
         (out / "logs").mkdir(parents=True, exist_ok=True)
+        self.launcher = Launcher(
+            self._worker_env(), out / "logs" / "warm-server.log", warm=not self.config.cold_start
+        )
 
     def _restore(self, previous: storage.Results, tasks: dict[str, Any]) -> None:
         for seed, info in tasks.items():
@@ -440,7 +442,9 @@ class Suite:
             device=self.config.device,
         )
         self.listener.run_started(record)
-        return Worker(record, config, self._worker_env(), log, events)
+        source = self.sources.get(record.variant)
+        warm = source is not None and uses_framework(source.imports)
+        return Worker(record, config, self.launcher, warm, log, events)
 
     def _task_file(self, seed: int) -> Path:
         """The seed's task on disk, saved when its first run starts and deleted after its last
@@ -551,19 +555,17 @@ class Suite:
         if not self.config.calibrate or done or _roofline() is None:
             return
         spec = self.manifest["tasks"][str(self.config.seeds[0])]
-        cmd = [
-            sys.executable, "-m", "harness.roofline",
+        argv = [
             "--input-size", str(spec["input_size"]),
             "--hidden", ",".join(map(str, self.config.hidden)),
             "--batch-size", str(self.config.batch_size),
+            "--min-seconds", str(CALIBRATION_SECONDS),
         ]  # fmt: skip
         self.listener.note("calibrating the roofline: GEMM throughput at these layer sizes")
         try:
-            out = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=300, env=self._worker_env()
-            )
-            result = json.loads(out.stdout) if out.returncode == 0 else None
-            error = (out.stderr.strip().splitlines() or ["no output"])[-1]
+            code, stdout = self.launcher.run_module("harness.roofline", argv, timeout=300)
+            result = json.loads(stdout) if code == 0 else None
+            error = f"harness.roofline exited with status {code}"
         except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
             result, error = None, f"{type(exc).__name__}: {exc}"
         if isinstance(result, dict) and result.get("peak_gflops"):

@@ -140,7 +140,7 @@ def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any
     """Build, then train epoch by epoch, timing only `train_epoch`. Returns the final event."""
     t0 = time.perf_counter()
     cls = variants.load(config.variant_path)  # imports TensorFlow if the variant does
-    import_seconds = time.perf_counter() - t0
+    import_seconds = time.perf_counter() - t0 + _preloaded_seconds()
     task = Task.load(Path(config.task_path))
     optimizer = optimizer_from_dict(config.optimizer)
     device, scope = _device_scope(config.device)
@@ -202,6 +202,7 @@ def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any
 
 def run(config: WorkerConfig, events: Events) -> int:
     started = config.spawn_time if config.spawn_time is not None else _process_start()
+    started -= _preloaded_seconds()  # a warm start's first step counts from a cold start
     try:
         end = train(config, events, started)
         code = 0
@@ -234,6 +235,12 @@ def _tensorflow_facts() -> dict[str, Any] | None:
 def _exception_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())  # one line, whatever the message holds
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _preloaded_seconds() -> float:
+    """The import time a warm-start server paid before forking this process (harness/launch.py);
+    0 in a cold worker."""
+    return getattr(sys.modules.get("harness.preload"), "IMPORT_SECONDS", 0.0)
 
 
 def _process_start() -> float:

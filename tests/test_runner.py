@@ -21,13 +21,16 @@ from .test_cli import ENV, MLPBENCH, ROOT, SMALL, assert_one_line_error, mlpbenc
 
 STEPS_PER_EPOCH = math.ceil(1347 / 128)  # digits: 1347 training images
 FAULTY = ["Crash", "Killed", "Segfault", "Hang", "Diverge"]
+FAULTS = {
+    "Crash": ("failed", "RuntimeError: deliberate failure in train_epoch"),
+    "Killed": ("failed", "killed by signal SIGKILL"),
+    "Segfault": ("failed", "killed by signal SIGSEGV"),
+    "Hang": ("timeout", "no result after 5 s"),
+    "Diverge": ("diverged", "loss became nan at step 12 (epoch 2)"),
+}
 EXPECTED_STATUS = {
     "numpy_scratch": ("ok", None),
-    "tests.faulty_variants:Crash": ("failed", "RuntimeError: deliberate failure in train_epoch"),
-    "tests.faulty_variants:Killed": ("failed", "killed by signal SIGKILL"),
-    "tests.faulty_variants:Segfault": ("failed", "killed by signal SIGSEGV"),
-    "tests.faulty_variants:Hang": ("timeout", "no result after 5 s"),
-    "tests.faulty_variants:Diverge": ("diverged", "loss became nan at step 12 (epoch 2)"),
+    **{f"tests.faulty_variants:{name}": fault for name, fault in FAULTS.items()},
 }
 
 
@@ -148,6 +151,45 @@ def test_every_fault_is_recorded_and_the_good_run_completes(faulty_suite):
     runs = {r["variant"]: r for r in manifest(out)["runs"]}
     log = out / runs["tests.faulty_variants:Crash"]["log"]
     assert "RuntimeError" in log.read_text()
+
+
+def test_faults_of_warm_started_workers_are_recorded_alike(tmp_path):
+    """Variants importing TensorFlow are forked from the warm-start server: every failure must
+    still be classified, and a good TensorFlow run beside them completes."""
+    out = tmp_path / "suite"
+    extra = [a for name in FAULTS for a in ("--variant", f"tests.faulty_tf_variants:{name}")]
+    result = mlpbench(
+        "run", *SMALL, "--variants", "tf1_graph", *extra, "--timeout", "5", "--out", str(out)
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    summary = pd.read_csv(out / "summary.csv").set_index("variant")
+    for name, (status, error) in FAULTS.items():
+        row = summary.loc[f"tests.faulty_tf_variants:{name}"]
+        assert row["status"] == status, name
+        assert error in row["error"], row["error"]
+    assert summary.loc["tf1_graph", "status"] == "ok"
+    assert summary.loc["tf1_graph", "parity_pass"]
+    assert manifest(out)["config"]["start"] == "warm"
+
+
+def test_warm_and_cold_starts_count_the_framework_import(tmp_path):
+    """A warm run's import and first-step seconds include the import its server paid once, so
+    they compare with a cold run's; the start method is recorded."""
+    runs = {}
+    for start in ("warm", "cold"):
+        out = tmp_path / start
+        flag = ["--cold-start"] if start == "cold" else []
+        result = mlpbench("run", *SMALL, "--variants", "tf2_function", *flag, "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        assert manifest(out)["config"]["start"] == start
+        runs[start] = next(r for r in manifest(out)["runs"] if r["variant"] == "tf2_function")
+    for run in runs.values():
+        # importing TensorFlow takes seconds on any machine; a warm run that forgot to add it
+        # back would report a few milliseconds
+        assert run["import_seconds"] > 0.5
+        assert run["first_step_seconds"] > run["import_seconds"]
+    assert (tmp_path / "warm" / "logs" / "warm-server.log").exists()
 
 
 def test_resume_reruns_only_unfinished_runs(faulty_suite, tmp_path):
