@@ -1,9 +1,13 @@
 """`mlpbench`: the command line. Parses and validates, then hands over to the runner.
 
+    mlpbench run --out results/NAME                          one suite, one results folder
+    mlpbench sweep --batch-sizes 32,128,512 --out results/NAME   one suite per batch size
+    mlpbench report results/NAME                             HTML report (also of a sweep)
+
 Every problem with the input is found before any work starts and reported as one line,
-`mlpbench: error: ...`, with exit status 2 (never a traceback). Exit statuses of `run`:
-0 every run ok and every parity check passed, 1 a run failed, timed out or diverged or a
-parity check failed, 2 bad input, 130 interrupted.
+`mlpbench: error: ...`, with exit status 2 (never a traceback). Exit statuses of `run` and
+`sweep`: 0 every run ok and every parity check passed, 1 a run failed, timed out or diverged
+or a parity check failed, 2 bad input, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import shlex
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -25,6 +31,7 @@ from harness import datasets, loc, storage
 from harness.worker import OPTIMIZERS
 
 if TYPE_CHECKING:  # the runner imports pandas: only `run` needs it, so it is imported there
+    from harness.datasets import Dataset
     from harness.runner import RunConfig, Suite
 
 PROG = "mlpbench"
@@ -33,7 +40,13 @@ PROG = "mlpbench"
 # epochs with Adam, so time-to-accuracy is reported by default.
 DEFAULT_HIDDEN = {"digits": (64, 32), "fashion-mnist": (512, 256), "mnist": (512, 256)}
 DEFAULT_TARGET = {"digits": 0.9, "fashion-mnist": 0.85, "mnist": 0.97}
-DEFAULTS = {"epochs": 10, "batch_size": 128, "seeds": "0,1,2", "timeout": 300.0}
+DEFAULTS = {
+    "epochs": 10,
+    "sweep_epochs": 3,
+    "batch_size": 128,
+    "seeds": "0,1,2",
+    "timeout": 300.0,
+}
 
 
 class UsageError(Exception):
@@ -115,6 +128,32 @@ def build_parser() -> argparse.ArgumentParser:
         "diverged or failed parity, 2 bad input, 130 interrupted.",
     )
     p.set_defaults(func=cmd_run)
+    add_run_options(p, sweep=False)
+
+    p = commands.add_parser(
+        "sweep",
+        help="run the suite once per batch size: throughput against batch size",
+        description="Run the same suite once per batch size, one after another, into "
+        "OUT/bs32, OUT/bs128, ... (each an ordinary results folder) and OUT/sweep.json; "
+        "`mlpbench report OUT` then draws throughput and the GEMM roofline against batch "
+        "size, showing where per-step Python overhead dominates and where a level reaches "
+        "the GEMM limit. Takes every option of `run`, with --batch-sizes instead of "
+        f"--batch-size and {DEFAULTS['sweep_epochs']} epochs by default. Example: mlpbench "
+        "sweep --batch-sizes 32,128,512 --out results/bs-sweep. Exit status as for run: 0 all "
+        "ok, 1 some run failed, 2 bad input, 130 interrupted (--resume continues).",
+    )
+    p.set_defaults(func=cmd_sweep)
+    add_run_options(p, sweep=True)
+
+    from harness.report import cli as report_cli  # report, compare, export-tensorboard
+
+    report_cli.register(commands)
+    return parser
+
+
+def add_run_options(p: argparse.ArgumentParser, *, sweep: bool) -> None:
+    """The options of `run`, defined once: `sweep` takes them all, with a list of batch sizes
+    in place of one and fewer epochs by default (it measures throughput, not learning)."""
     g = p.add_argument_group("what to run")
     g.add_argument(
         "--variants",
@@ -135,20 +174,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--download", action="store_true", help="let mnist be fetched with Keras if missing"
     )
     g = p.add_argument_group("training")
+    if sweep:
+        # Epoch 1 holds tracing; 3 epochs leave two steady-state windows per seed.
+        epochs_help = (
+            f"default: {DEFAULTS['sweep_epochs']} (only throughput matters here: epoch 1 holds "
+            "tracing, epochs 2..N are the timed windows)"
+        )
+    else:
+        epochs_help = f"default: {DEFAULTS['epochs']}"
     g.add_argument(
         "--epochs",
         type=positive_int,
-        default=DEFAULTS["epochs"],
+        default=DEFAULTS["sweep_epochs" if sweep else "epochs"],
         metavar="N",
-        help=f"default: {DEFAULTS['epochs']}",
+        help=epochs_help,
     )
-    g.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=DEFAULTS["batch_size"],
-        metavar="B",
-        help=f"default: {DEFAULTS['batch_size']}",
-    )
+    if sweep:
+        g.add_argument(
+            "--batch-sizes",
+            type=int_list(1),
+            required=True,
+            metavar="B1,B2,...",
+            help="one suite per batch size, run smallest first into OUT/bsB (required)",
+        )
+    else:
+        g.add_argument(
+            "--batch-size",
+            type=positive_int,
+            default=DEFAULTS["batch_size"],
+            metavar="B",
+            help=f"default: {DEFAULTS['batch_size']}",
+        )
     g.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam", help="default: adam")
     g.add_argument(
         "--lr",
@@ -217,21 +273,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibrate",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="measure the GEMM roofline once, after the runs; default: on",
+        help="measure the GEMM roofline once, after the runs"
+        + (" of each batch size (the peak depends on it)" if sweep else "")
+        + "; default: on",
     )
     g = p.add_argument_group("output")
-    g.add_argument("--out", type=Path, help="results folder; default: results/<UTC time>")
+    what = "sweep folder (one results folder per batch size inside)" if sweep else "results folder"
+    g.add_argument("--out", type=Path, help=f"{what}; default: results/<UTC time>")
     g.add_argument(
         "--resume",
         action="store_true",
         help="continue OUT with the same settings: keep its ok and diverged runs, run the rest",
     )
     g.add_argument("--force", action="store_true", help="replace an existing OUT")
-
-    from harness.report import cli as report_cli  # report, compare, export-tensorboard
-
-    report_cli.register(commands)
-    return parser
 
 
 def _version() -> str:
@@ -294,7 +348,14 @@ def select_variants(args: argparse.Namespace) -> list[tuple[str, str]]:
     return unique
 
 
-def check_output(out: Path, resume: bool, force: bool) -> None:
+def check_output(
+    out: Path,
+    resume: bool,
+    force: bool,
+    read: Callable[[Path], object] = storage.read_manifest,
+) -> None:
+    """The --out folder can be written as asked; `read` checks that a folder to resume is of
+    the right kind (a results folder, or for `sweep` a sweep folder)."""
     if resume and force:
         raise UsageError("--resume and --force contradict each other: pick one")
     if out.exists() and not out.is_dir():
@@ -303,7 +364,7 @@ def check_output(out: Path, resume: bool, force: bool) -> None:
         raise UsageError(f"{out} already exists: --resume to continue it, --force to overwrite it")
     if resume and out.is_dir() and any(out.iterdir()):
         try:
-            storage.read_manifest(out)
+            read(out)
         except storage.ResultsError as exc:
             raise UsageError(f"--resume: {exc}") from None
 
@@ -348,6 +409,13 @@ def check_gpu() -> None:
         raise UsageError("--device gpu: TensorFlow sees no GPU on this machine; use --device cpu")
 
 
+def batch_sizes(args: argparse.Namespace) -> tuple[int, ...]:
+    """The batch sizes asked for: `run`'s one, or `sweep`'s distinct ones, smallest first."""
+    if getattr(args, "batch_sizes", None):
+        return tuple(sorted(set(args.batch_sizes)))
+    return (args.batch_size,)
+
+
 def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
     from harness.runner import RunConfig
 
@@ -361,7 +429,7 @@ def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         dataset=args.dataset,
         data_dir=args.data_dir,
         epochs=args.epochs,
-        batch_size=args.batch_size,
+        batch_size=batch_sizes(args)[0],  # a sweep sets each point's own (harness.sweep.plan)
         optimizer=optimizer,
         hidden=args.hidden or DEFAULT_HIDDEN.get(args.dataset, (512, 256)),
         seeds=tuple(dict.fromkeys(args.seeds)),
@@ -379,12 +447,19 @@ def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
     )
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from harness.runner import SuiteError
+@dataclass(frozen=True)
+class Validated:
+    """A suite's input once every check passed: what `Suite` needs besides a listener."""
 
-    argv = args.argv
-    config = make_config(args, argv)
-    check_output(config.out, config.resume, config.force)
+    config: RunConfig
+    dataset: Dataset
+    sources: dict[str, loc.SourceInfo | None]
+
+
+def validate(args: argparse.Namespace) -> Validated:
+    """Every check of the run options, shared by `run` and `sweep`; raises UsageError before
+    anything is written or started."""
+    config = make_config(args, args.argv)
     sources: dict[str, loc.SourceInfo | None] = {}
     user_paths = [path for name, path in config.variant_paths if name not in variants.REGISTRY]
     for name, path in config.variant_paths:
@@ -397,32 +472,77 @@ def cmd_run(args: argparse.Namespace) -> int:
         dataset = datasets.load(args.dataset, args.data_dir, download=args.download)
     except datasets.DatasetError as exc:
         raise UsageError(" ".join(str(exc).split())) from None
-    if config.batch_size > len(dataset.x_train):
-        raise UsageError(
-            f"--batch-size {config.batch_size} is larger than the {len(dataset.x_train)} "
-            f"training samples of {config.dataset}"
-        )
+    flag = "--batch-sizes" if getattr(args, "batch_sizes", None) else "--batch-size"
+    for size in batch_sizes(args):
+        if size > len(dataset.x_train):
+            raise UsageError(
+                f"{flag}: {size} is larger than the {len(dataset.x_train)} "
+                f"training samples of {config.dataset}"
+            )
     for path, file in check_user_variants(user_paths).items():
         sources[path] = loc.source_info(path, file) if file else None
     if config.device == "gpu":
         check_gpu()
+    return Validated(config, dataset, sources)
 
+
+def execute(valid: Validated, config: RunConfig, resume_out: Path | None = None) -> int:
+    """Run one suite with a live display and print its table; `config` is `valid.config` or,
+    in a sweep, one point of it. `resume_out` is the folder an interrupted user resumes."""
     from harness.progress import RichProgress
-    from harness.runner import Suite
+    from harness.runner import Suite, SuiteError
 
     progress = RichProgress(config.epochs)
-    suite = Suite(config, dataset, sources, progress)
+    suite = Suite(config, valid.dataset, valid.sources, progress)
     try:
         suite.prepare()
     except SuiteError as exc:
         raise UsageError(str(exc)) from None
     with progress:
         code = suite.execute()
-    report_end(suite, code)
+    report_end(suite, code, resume_out or config.out)
     return code
 
 
-def report_end(suite: Suite, code: int) -> None:
+def cmd_run(args: argparse.Namespace) -> int:
+    valid = validate(args)
+    config = valid.config
+    check_output(config.out, config.resume, config.force)
+    return execute(valid, config)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from harness import sweep
+
+    valid = validate(args)
+    plan = sweep.plan(valid.config, batch_sizes(args))
+    check_output(plan.out, plan.resume, plan.force, read=sweep.read_sweep)
+    for point in plan.points:  # with --resume, a point already started must be resumable
+        check_output(point.out, plan.resume, plan.force)
+    try:
+        sweep.check(plan)
+    except sweep.SweepError as exc:
+        raise UsageError(str(exc)) from None
+
+    from harness.progress import make_console
+
+    err = make_console(stderr=True)
+
+    def run_point(index: int, config: RunConfig) -> int:
+        err.print(
+            f"batch size {config.batch_size} ({index + 1} of {len(plan.points)}): {config.out}",
+            highlight=False,
+        )
+        return execute(valid, config, resume_out=plan.out)
+
+    code = sweep.run(plan, run_point)
+    if code != sweep.INTERRUPTED:
+        report = shlex.join([PROG, "report", str(plan.out)])
+        err.print(f"sweep finished: {plan.out}; its report: {report}", highlight=False)
+    return code
+
+
+def report_end(suite: Suite, code: int, resume_out: Path) -> None:
     from harness.progress import make_console, summary_table
 
     config, records = suite.config, suite.records
@@ -434,7 +554,7 @@ def report_end(suite: Suite, code: int) -> None:
     if code == 130:
         argv = [a for a in config.argv if a not in ("--force",)]
         if not any(a == "--out" or a.startswith("--out=") for a in argv):
-            argv += ["--out", str(config.out)]
+            argv += ["--out", str(resume_out)]
         err.print(
             f"interrupted: {len(finished)} of {len(records)} runs kept in {config.out}; "
             f"finish with: {shlex.join([*argv, '--resume'] if '--resume' not in argv else argv)}",
