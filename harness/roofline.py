@@ -179,13 +179,16 @@ def thread_settings() -> dict[str, Any]:
     try:
         from threadpoolctl import threadpool_info
 
-        info["numpy_blas"] = [
-            {k: pool.get(k) for k in ("internal_api", "num_threads", "version", "architecture")}
-            for pool in threadpool_info()
-            if pool.get("user_api") == "blas"
-        ]
+        # Every BLAS loaded in the process (TensorFlow's dependencies may bring a second
+        # OpenBLAS); the file path says which one is NumPy's.
+        keys = ("filepath", "internal_api", "num_threads", "version", "architecture")
+        info["blas"] = sorted(
+            ({k: pool.get(k) for k in keys} for pool in threadpool_info()
+             if pool.get("user_api") == "blas"),
+            key=lambda pool: str(pool["filepath"]),
+        )  # fmt: skip
     except ImportError:  # threadpoolctl comes with scikit-learn; without it, say so
-        info["numpy_blas"] = "unknown (threadpoolctl not installed)"
+        info["blas"] = "unknown (threadpoolctl not installed)"
     if "tensorflow" in sys.modules:
         tf = sys.modules["tensorflow"]
         # 0 means "TensorFlow's default", which is one thread per core for intra-op work.
