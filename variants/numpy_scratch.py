@@ -4,6 +4,8 @@ Every other variant is checked against this one, step by step."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from variants.base import SGD, Adam, ModelSpec, Momentum, Optimizer
@@ -58,8 +60,9 @@ class NumpyScratch:
         opt, (m, v) = self.opt, self.slots
         self.t += 1
         if isinstance(opt, Adam):
-            # bias correction folded into the step size, epsilon outside the sqrt (as TF does)
-            lr_t = opt.lr * np.sqrt(1 - opt.beta_2**self.t) / (1 - opt.beta_1**self.t)
+            # bias correction folded into the step size, epsilon outside the sqrt (as TF does);
+            # a Python float, so the float32 arrays are not promoted to float64
+            lr_t = opt.lr * math.sqrt(1 - opt.beta_2**self.t) / (1 - opt.beta_1**self.t)
         for p, g, m_i, v_i in zip(self.params, grads, m, v, strict=True):
             if isinstance(opt, SGD):
                 p -= opt.lr * g
@@ -70,7 +73,7 @@ class NumpyScratch:
             elif isinstance(opt, Adam):
                 m_i += (g - m_i) * (1 - opt.beta_1)
                 v_i += (g * g - v_i) * (1 - opt.beta_2)
-                p -= (lr_t * m_i / (np.sqrt(v_i) + opt.epsilon)).astype(np.float32)
+                p -= lr_t * m_i / (np.sqrt(v_i) + opt.epsilon)
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
         starts = range(0, len(x), batch_size)
