@@ -19,22 +19,48 @@ EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
 
 def build_report(result_dirs: Sequence[Path], out: Path, *, command: str | None = None) -> Path:
     """Build `out/index.html` and one PNG per figure from the given result folders and
-    return the page's path. Raises `ResultsError` for unusable input."""
+    return the page's path. A sweep folder (harness/sweep.py) is reported on its own: its
+    sweep section, then the report of its largest batch size. Raises `ResultsError` for
+    unusable input."""
+    from harness import sweep
     from harness.report import figures, html
-    from harness.report.data import combine
-    from harness.report.reader import ResultsError, read_results
-    from harness.report.verdict import verdict
+    from harness.report.data import combine, sweep_data
+    from harness.report.reader import ResultsError, read_results, read_sweep
+    from harness.report.verdict import at_batch, sweep_verdict, verdict
 
     if not result_dirs:
         raise ResultsError("no results directory given")
-    data = combine([read_results(Path(p)) for p in result_dirs])
+    if command is None:
+        command = shlex.join(["mlpbench", "report", *map(str, result_dirs), "--out", str(out)])
     out = Path(out)
+    sweeps = [Path(p) for p in result_dirs if sweep.is_sweep(Path(p))]
+    if sweeps and len(result_dirs) > 1:
+        raise ResultsError(f"report the sweep {sweeps[0]} on its own, not with other folders")
     try:
-        drawn = figures.draw_all(data, out)
-        if command is None:
-            command = shlex.join(["mlpbench", "report", *map(str, result_dirs), "--out", str(out)])
+        if not sweeps:
+            data = combine([read_results(Path(p)) for p in result_dirs])
+            drawn = figures.draw_all(data, out)
+            page = html.page(data, drawn, verdict(data), command)
+        else:
+            swept = sweep_data(*read_sweep(sweeps[0]))
+            largest, largest_set = swept.points[-1]
+            data = combine([largest_set])
+            palette = figures.Palette(swept.labels)  # one colour per variant on the page
+            section = html.sweep_section(
+                swept,
+                figures.draw_sweep(swept, out, palette),
+                shlex.join(["mlpbench", "report", str(swept.points[0][1].path)]),
+            )
+            page = html.page(
+                data,
+                figures.draw_all(data, out, palette),
+                sweep_verdict(swept) + at_batch(verdict(data), largest),
+                command,
+                title=f"mlpbench report: {swept.folder.name}, batch-size sweep",
+                sections=[section],
+            )
         index = out / "index.html"
-        index.write_text(html.page(data, drawn, verdict(data), command), encoding="utf-8")
+        index.write_text(page, encoding="utf-8")
     except OSError as exc:
         raise ResultsError(f"cannot write the report to {out}: {exc}") from exc
     return index
@@ -63,9 +89,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="build an HTML/PNG report from stored results",
         description="Build index.html and one PNG per figure from one or more result "
         "folders. Nothing is re-run. Variants present in several folders are labeled "
-        "'variant @ folder'.",
+        "'variant @ folder'. A sweep folder (`mlpbench sweep`) is reported on its own: "
+        "throughput and the GEMM roofline against batch size, then the report of its "
+        "largest batch size.",
     )
-    p.add_argument("results", nargs="+", type=Path, help="results/NAME folder(s)")
+    p.add_argument("results", nargs="+", type=Path, help="results/NAME folder(s), or one sweep")
     p.add_argument("--out", type=Path, help="output folder (default: reports/NAME)")
     p.set_defaults(func=_report)
 

@@ -1,9 +1,11 @@
 """The tables a report is drawn from: one or more result sets combined under unique variant
 labels, plus the derived samples (throughput windows, parity differences, per-variant rows)
-that the figures, the verdict and the page share."""
+that the figures, the verdict and the page share; for a batch-size sweep, the throughput and
+roofline of every variant at every batch size."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -12,6 +14,7 @@ import pandas as pd
 
 from harness import stats
 from harness.report.reader import ResultSet
+from harness.sweep import SweepFolder
 from variants import REFERENCE
 
 
@@ -206,6 +209,90 @@ def variant_table(data: ReportData) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+# --- batch-size sweeps -------------------------------------------------------------------
+
+SWEEP_COLUMNS = [
+    "label",
+    "batch_size",
+    "n",  # throughput samples: epoch windows over every seed
+    "median",
+    "q1",
+    "q3",
+    "roofline",  # samples/s at the calibrated GEMM peak, the same for every label
+    "fraction",  # median / roofline: summary.csv's roofline_fraction of the median
+    "fraction_q1",
+    "fraction_q3",
+]
+
+
+@dataclass(frozen=True)
+class SweepData:
+    """A batch-size sweep: every point's result set, and `table` (SWEEP_COLUMNS), one row per
+    variant and batch size, from which the sweep figures, verdict and tables are all drawn."""
+
+    folder: SweepFolder
+    points: tuple[tuple[int, ResultSet], ...]  # smallest batch first
+    labels: tuple[str, ...]
+    table: pd.DataFrame
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        return [size for size, _ in self.points]
+
+    def pivot(self, column: str) -> pd.DataFrame:
+        """`column` with one row per label (report order) and one column per batch size."""
+        wide = self.table.pivot(index="label", columns="batch_size", values=column)
+        return wide.reindex(index=list(self.labels), columns=self.batch_sizes)
+
+    def roofline(self) -> pd.Series:
+        """Roofline samples/s per batch size (NaN where the calibration is missing)."""
+        return self.table.groupby("batch_size")["roofline"].first().reindex(self.batch_sizes)
+
+
+def roofline_samples_per_second(manifest: dict[str, object]) -> float:
+    """The throughput at which a step would cost only its GEMMs at the calibrated peak:
+    peak_gflops * 1e9 / flops_per_sample; NaN without a calibration (--no-calibrate)."""
+    calibration = manifest.get("calibration")
+    if not isinstance(calibration, dict):
+        return math.nan
+    peak, flops = calibration.get("peak_gflops"), calibration.get("flops_per_sample")
+    if not (peak and flops):
+        return math.nan
+    # The samples/s at which harness.roofline.roofline_fraction would be exactly 1.
+    return float(peak) * 1e9 / float(flops)
+
+
+def sweep_data(folder: SweepFolder, points: Sequence[tuple[int, ResultSet]]) -> SweepData:
+    """Per batch size, each variant's throughput samples exactly as the single-folder report
+    takes them (`throughput_by_label`: the steady-state epoch windows of every ok seed), so a
+    point of the sweep figure is the median a report of that folder alone shows."""
+    points = tuple(sorted(points, key=lambda p: p[0]))
+    labels: list[str] = []
+    rows = []
+    for size, result_set in points:
+        data = combine([result_set])
+        labels += [lab for lab in data.labels if lab not in labels]
+        roof = roofline_samples_per_second(result_set.manifest)
+        for lab, samples in throughput_by_label(data).items():
+            s = stats.spread(samples)
+            rows.append(
+                {
+                    "label": lab,
+                    "batch_size": size,
+                    "n": s.n,
+                    "median": s.median,
+                    "q1": s.q1,
+                    "q3": s.q3,
+                    "roofline": roof,
+                    "fraction": s.median / roof,
+                    "fraction_q1": s.q1 / roof,
+                    "fraction_q3": s.q3 / roof,
+                }
+            )
+    table = pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+    return SweepData(folder=folder, points=points, labels=tuple(labels), table=table)
 
 
 def _first(column: pd.Series) -> object:

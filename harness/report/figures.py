@@ -1,5 +1,6 @@
-"""The report's figures: one function per figure, each draws from `ReportData` and returns
-the PNG it wrote, or None when the results hold nothing to draw (e.g. no parity run).
+"""The report's figures: one function per figure, each draws from `ReportData` (or, for a
+batch-size sweep, `SweepData`) and returns the PNG it wrote, or None when the results hold
+nothing to draw (e.g. no parity run).
 
 Every variant keeps one colour in every figure (`Palette`); curves are the mean over seeds
 with a band from the lowest to the highest seed; axes carry units; an axis switches to a
@@ -12,6 +13,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -29,6 +31,7 @@ from harness import stats  # noqa: E402
 from harness.metrics import PARITY_TOLERANCE  # noqa: E402
 from harness.report.data import (  # noqa: E402
     ReportData,
+    SweepData,
     format_number,
     parity_differences,
     startup_breakdown,
@@ -41,6 +44,7 @@ WIDTH = 11.8  # inches: at DPI, the width of the page's column (1062 px)
 LOG_SPAN = 10.0  # switch an axis to log scale above this max/min ratio
 # Near-black shades for the NumPy reference of each combined result set.
 REFERENCE_COLOURS = ("#222222", "#6e6e6e", "#a8a8a8")
+ROOFLINE_COLOUR = "crimson"  # limits (parity tolerance, GEMM roofline): never a variant's colour
 
 plt.rcParams.update(
     {
@@ -87,6 +91,13 @@ def text(label: str) -> str:
 
 
 FigureFunction = Callable[[ReportData, Palette, Path], "Path | None"]
+SweepFigureFunction = Callable[[SweepData, Palette, Path], "Path | None"]
+
+
+def _line_style(colour: object) -> dict[str, Any]:
+    # The reference goes on top, thinner: where every level agrees, its line shows through.
+    ref = colour in REFERENCE_COLOURS
+    return {"lw": 1.1 if ref else 1.8, "zorder": 4 if ref else 2}
 
 
 # --- curves -------------------------------------------------------------------------------
@@ -98,17 +109,7 @@ def _band(
     """Mean over seeds as a line, min..max over seeds as a shaded band."""
     g = frame.groupby(x)[y]
     mean, low, high = g.mean(), g.min(), g.max()
-    # The reference goes on top, thinner: where every level agrees, its line shows through.
-    ref = colour in REFERENCE_COLOURS
-    ax.plot(
-        mean.index,
-        mean.values,
-        color=colour,
-        label=text(label),
-        lw=1.1 if ref else 1.8,
-        zorder=4 if ref else 2,
-        **line,
-    )
+    ax.plot(mean.index, mean.values, color=colour, label=text(label), **_line_style(colour), **line)
     if frame["seed"].nunique() > 1:
         ax.fill_between(mean.index, low.values, high.values, color=colour, alpha=0.15, lw=0)
 
@@ -175,14 +176,14 @@ def parity(data: ReportData, palette: Palette, out: Path) -> Path | None:
         ax.plot(shown.index, shown.values, ".", color=colour, ms=5, alpha=0.6)
         # The running maximum answers "does the gap grow over training?"
         ax.plot(worst.index, worst.cummax().values, color=colour, lw=1.6, label=text(lab))
-    ax.axhline(PARITY_TOLERANCE, color="crimson", lw=1, ls=":")
+    ax.axhline(PARITY_TOLERANCE, color=ROOFLINE_COLOUR, lw=1, ls=":")
     ax.annotate(
         f"parity tolerance {PARITY_TOLERANCE:g}",
         (1, PARITY_TOLERANCE),
         xycoords=("axes fraction", "data"),
         ha="right",
         va="bottom",
-        color="crimson",
+        color=ROOFLINE_COLOUR,
         fontsize=8,
     )
     ax.set_yscale("log")
@@ -496,16 +497,132 @@ FIGURES: tuple[tuple[str, str, FigureFunction], ...] = (
 )
 
 
-def draw_all(data: ReportData, out: Path) -> list[tuple[str, str, Path]]:
-    """Draw every figure that has data into `out`; (heading, caption, png) in page order."""
+def draw_all(
+    data: ReportData, out: Path, palette: Palette | None = None
+) -> list[tuple[str, str, Path]]:
+    """Draw every figure that has data into `out`; (heading, caption, png) in page order.
+    A sweep report passes its own palette, so a variant has one colour on the whole page."""
+    return _draw(FIGURES, data, palette or Palette(data.labels), out)
+
+
+def _draw(
+    figures: Sequence[tuple[str, str, Callable[[Any, Palette, Path], Path | None]]],
+    data: ReportData | SweepData,
+    palette: Palette,
+    out: Path,
+) -> list[tuple[str, str, Path]]:
     out.mkdir(parents=True, exist_ok=True)
-    palette = Palette(data.labels)
     drawn = []
-    for heading, caption, draw in FIGURES:
+    for heading, caption, draw in figures:
         path = draw(data, palette, out)
         if path is not None:
             drawn.append((heading, caption, path))
     return drawn
+
+
+# --- batch-size sweeps --------------------------------------------------------------------
+
+
+def _sweep_lines(
+    ax: Axes, sweep: SweepData, palette: Palette, column: str, low: str, high: str
+) -> list[float]:
+    """Per variant, `column` against batch size with a band from `low` to `high`; returns
+    every value drawn (for the axis scale)."""
+    drawn: list[float] = []
+    for lab in sweep.labels:
+        rows = sweep.table[sweep.table["label"] == lab].dropna(subset=[column])
+        if rows.empty:
+            continue
+        rows = rows.sort_values("batch_size")
+        colour = palette[lab]
+        x = rows["batch_size"].to_numpy(float)
+        ax.plot(x, rows[column], "o-", ms=5, color=colour, label=text(lab), **_line_style(colour))
+        ax.fill_between(x, rows[low], rows[high], color=colour, alpha=0.15, lw=0)
+        drawn += [*rows[column], *rows[low], *rows[high]]
+    return drawn
+
+
+def _batch_axis(ax: Axes, sizes: Sequence[int]) -> None:
+    """Batch sizes on a log axis (sweeps double or quadruple them), ticked at the swept sizes."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(sizes), [str(b) for b in sizes])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("batch size (samples per training step, log scale)")
+
+
+def sweep_throughput(sweep: SweepData, palette: Palette, out: Path) -> Path | None:
+    if sweep.table["median"].notna().sum() == 0:
+        return None
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.6))
+    values = _sweep_lines(ax, sweep, palette, "median", "q1", "q3")
+    roof = sweep.roofline().dropna()
+    if len(roof):
+        ax.plot(roof.index.to_numpy(float), roof.to_numpy(), "--", color=ROOFLINE_COLOUR, lw=1.6,
+                label="GEMM roofline")  # fmt: skip
+        values += list(roof)
+    _batch_axis(ax, sweep.batch_sizes)
+    _log_scale(ax, "y", np.asarray(values, dtype=float))  # log-log: slopes read as exponents
+    ax.set(title="Training throughput against batch size", ylabel="training samples per second")
+    _legend(ax)
+    note = (
+        "lines: median over the steady-state epoch windows (epochs 2..N) of every seed; "
+        "bands: interquartile range; "
+    )
+    if len(roof):
+        note += "dashed: GEMM roofline, calibrated peak GFLOP/s × 1e9 ÷ FLOPs per sample"
+    else:
+        note += "no GEMM roofline: the sweep ran without calibration"
+    _note(fig, note)
+    return _save(fig, out / "sweep_throughput.png")
+
+
+def sweep_roofline(sweep: SweepData, palette: Palette, out: Path) -> Path | None:
+    if sweep.table["fraction"].notna().sum() == 0:
+        return None
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.2))
+    values = _sweep_lines(ax, sweep, palette, "fraction", "fraction_q1", "fraction_q3")
+    ax.axhline(1.0, color=ROOFLINE_COLOUR, lw=1.2, ls="--")
+    ax.annotate(
+        "GEMM roofline",
+        (1, 1.0),
+        xycoords=("axes fraction", "data"),
+        ha="right",
+        va="bottom",
+        color=ROOFLINE_COLOUR,
+        fontsize=8,
+    )
+    _batch_axis(ax, sweep.batch_sizes)
+    if not _auto_log(ax, "y", [np.array([*values, 1.0])]):
+        ax.set_ylim(bottom=0)
+    ax.set(
+        title="Fraction of the GEMM roofline against batch size",
+        ylabel="achieved FLOP/s ÷ calibrated peak",
+    )
+    _legend(ax)
+    _note(fig, "median throughput over the roofline at that batch size; bands: interquartile range")
+    return _save(fig, out / "sweep_roofline.png")
+
+
+# The sweep section's figures, in page order, with heading and caption.
+SWEEP_FIGURES: tuple[tuple[str, str, SweepFigureFunction], ...] = (
+    (
+        "Throughput against batch size",
+        "Where a line rises as fast as the batch grows, a fixed cost per step (Python, framework "
+        "dispatch) dominates; where it flattens under the dashed roofline, the GEMMs do.",
+        sweep_throughput,
+    ),
+    (
+        "Fraction of the GEMM roofline",
+        "How close each level gets to the matrix products' speed on this machine at each "
+        "batch size (1 = the step costs only its GEMMs).",
+        sweep_roofline,
+    ),
+)
+
+
+def draw_sweep(sweep: SweepData, out: Path, palette: Palette) -> list[tuple[str, str, Path]]:
+    """Draw the sweep figures that have data into `out`; (heading, caption, png)."""
+    return _draw(SWEEP_FIGURES, sweep, palette, out)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -524,13 +641,24 @@ def _auto_log(ax: Axes, axis: str, series: Sequence[object]) -> bool:
     values = values[np.isfinite(values) & (values > 0)]
     if not (values.size and values.max() / values.min() > LOG_SPAN):
         return False
+    _log_scale(ax, axis, values)
+    return True
+
+
+def _log_scale(ax: Axes, axis: str, values: np.ndarray) -> None:
+    """A log axis whose ticks stay plain numbers (0.5, 2, 40000), not powers."""
+    values = values[np.isfinite(values) & (values > 0)]
     (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+    if not values.size:
+        return
     target = ax.yaxis if axis == "y" else ax.xaxis
-    if values.max() / values.min() < 1e3:  # few decades: label 1-2-5 so ticks are not sparse
+    span = values.max() / values.min()
+    if span < LOG_SPAN:  # within one decade (a forced log axis): tick every 1..9 x 10^k
+        target.set_major_locator(LogLocator(subs=tuple(range(1, 10))))
+    elif span < 1e3:  # few decades: label 1-2-5 so ticks are not sparse
         target.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.10g}"))
     target.set_minor_formatter(NullFormatter())
-    return True
 
 
 def _note(fig: Figure, note: str) -> None:

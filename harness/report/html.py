@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.report.data import ReportData, format_number, variant_table
+from harness.report.data import ReportData, SweepData, format_number, variant_table
 from harness.report.verdict import Finding
 
 FAILED_STATUSES = ("failed", "timeout", "diverged", "pending")
@@ -60,13 +60,19 @@ def page(
     figures: Sequence[tuple[str, str, Path]],
     findings: Sequence[Finding],
     report_command: str,
+    *,
+    title: str | None = None,
+    sections: Sequence[str] = (),
 ) -> str:
-    """The whole page as a string; figures are embedded and also linked by file name."""
+    """The whole page as a string; figures are embedded and also linked by file name.
+    `sections` (HTML, escaped already, e.g. `sweep_section`) go between the verdict and the
+    figures of `data`."""
     names = ", ".join(s.name for s in data.sets)
     body = [
         f'<p class="sub">{escape(_subtitle(data))}</p>',
         '<h2 id="verdict">Verdict</h2>',
         _verdict(findings),
+        *sections,
         '<h2 id="figures">Figures</h2>',
         "<p>Only finished runs are drawn; failed runs are listed in the tables below. "
         "Each variant keeps its colour in every figure.</p>",
@@ -84,7 +90,90 @@ def page(
         "<h3>This report</h3>",
         f"<pre>{escape(report_command)}</pre>",
     ]
-    return document(f"mlpbench report: {names}", body)
+    return document(title or f"mlpbench report: {names}", body)
+
+
+def sweep_section(
+    sweep: SweepData, figures: Sequence[tuple[str, str, Path]], report_command: str
+) -> str:
+    """The batch-size sweep: its figures, throughput and roofline fraction per batch size,
+    and what each batch size's folder holds; says that the page goes on with the largest."""
+    sizes = sweep.batch_sizes
+    folders = ", ".join(s.path.name for _, s in sweep.points)
+    largest, largest_set = sweep.points[-1]
+    parts = [
+        '<h2 id="sweep">Batch-size sweep</h2>',
+        f"<p>The same suite at batch sizes {escape(', '.join(map(str, sizes)))}, run one after "
+        f"another into one ordinary results folder each ({escape(folders)}). Throughput is the "
+        "median over the steady-state epoch windows of every seed, as in the Throughput "
+        "figure of a single report.</p>",
+        *(_figure(h, c, p) for h, c, p in figures),
+        "<h3>Training samples per second (median) per batch size</h3>",
+        table(formatted(_sweep_throughput_frame(sweep)), "sweep-throughput"),
+    ]
+    if sweep.table["fraction"].notna().any():
+        parts += [
+            "<h3>Fraction of the GEMM roofline per batch size</h3>",
+            table(formatted(_by_batch_size(sweep, "fraction")), "sweep-roofline"),
+        ]
+    parts += [
+        "<h3>Batch sizes</h3>",
+        table(formatted(_points_frame(sweep)), "sweep-points"),
+        "<p>The command that ran the sweep:</p>",
+        f"<pre>{escape(str(sweep.folder.manifest.get('command', '')))}</pre>",
+        f"<p>The rest of this page is the ordinary report of the largest batch size, "
+        f"{largest} (folder {escape(largest_set.path.name)}). Each batch size can be "
+        f"reported on its own, e.g. <code>{escape(report_command)}</code>.</p>",
+    ]
+    return "\n".join(parts)
+
+
+def _by_batch_size(sweep: SweepData, column: str) -> pd.DataFrame:
+    wide = sweep.pivot(column)
+    wide.columns = [f"batch {b}" for b in wide.columns]
+    return wide.rename_axis("variant").reset_index()
+
+
+def _sweep_throughput_frame(sweep: SweepData) -> pd.DataFrame:
+    """Median samples/s per variant and batch size, the gain from the smallest batch to the
+    largest, and the roofline as a last row when it was calibrated."""
+    frame = _by_batch_size(sweep, "median")
+    first, last = sweep.batch_sizes[0], sweep.batch_sizes[-1]
+    if first != last:
+        gain = frame[f"batch {last}"] / frame[f"batch {first}"]
+        frame[f"gain {first} → {last}"] = [f"{g:.3g}×" if pd.notna(g) else "" for g in gain]
+    roof = sweep.roofline()
+    if roof.notna().any():
+        row = {"variant": "GEMM roofline", **{f"batch {b}": v for b, v in roof.items()}}
+        frame = pd.concat([frame, pd.DataFrame([row])], ignore_index=True)
+    return frame
+
+
+def _points_frame(sweep: SweepData) -> pd.DataFrame:
+    """One row per swept batch size: where its results are and how its suite ended."""
+    results = dict(sweep.points)
+    rows = []
+    for entry in sweep.folder.manifest.get("points", []):
+        size = int(entry["batch_size"])
+        result_set = results.get(size)
+        summary = result_set.summary if result_set is not None else None
+        calibration = (result_set.manifest.get("calibration") or {}) if result_set else {}
+        status = entry.get("exit_status")
+        rows.append(
+            {
+                "batch size": size,
+                "folder": entry.get("path"),
+                "runs ok": (
+                    f"{int((summary['status'] == 'ok').sum())}/{len(summary)}"
+                    if summary is not None
+                    else "not started"
+                ),
+                "peak GFLOP/s": calibration.get("peak_gflops"),
+                "roofline samples/s": sweep.roofline().get(size),
+                "run exit status": "not finished" if status is None else status,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def document(title: str, body: Sequence[str]) -> str:

@@ -1,6 +1,7 @@
 """One results folder as reports use it: `harness.storage.load_results` plus what a report
 needs on top: a name, numeric columns even when a CSV is empty, and a row for every run the
-manifest knows (a pending or interrupted run is shown, never dropped).
+manifest knows (a pending or interrupted run is shown, never dropped). A sweep folder is read
+as its result sets, one per batch size.
 
 Bad input raises `harness.storage.ResultsError`, whose one-line message the commands print
 as `mlpbench: error: ...`.
@@ -14,10 +15,11 @@ from typing import Any
 
 import pandas as pd
 
-from harness import storage
+from harness import storage, sweep
 from harness.storage import ResultsError
+from harness.sweep import SweepFolder
 
-__all__ = ["ResultSet", "ResultsError", "read_results"]
+__all__ = ["ResultSet", "ResultsError", "read_results", "read_sweep"]
 
 # Columns that hold text; every other column of the three CSVs is a number (or boolean).
 TEXT_COLUMNS = ("variant", "status", "error", "api_level", "device", "source_sha256")
@@ -92,3 +94,17 @@ def _with_manifest_runs(summary: pd.DataFrame, manifest: dict[str, Any]) -> pd.D
         return summary
     added = _typed(pd.DataFrame(extra).reindex(columns=summary.columns))
     return pd.concat([summary, added], ignore_index=True)
+
+
+def read_sweep(path: Path) -> tuple[SweepFolder, list[tuple[int, ResultSet]]]:
+    """A sweep folder and the result set of every batch size that has started (a sweep
+    interrupted before its last point still reports the points it has)."""
+    folder = sweep.read_sweep(Path(path))
+    points = [
+        (size, read_results(sub))
+        for size, sub in folder.points
+        if (sub / storage.MANIFEST).exists()
+    ]
+    if not points:
+        raise ResultsError(f"sweep {path} has no results yet: no batch size has started")
+    return folder, points

@@ -1,17 +1,23 @@
 """The verdict: a few sentences generated from the numbers, answering what a reader asks
 first. Do the API levels learn the same? Which is fastest, by what ratio? What does the
-first step cost? Sentences are plain text; the page escapes them."""
+first step cost? For a batch-size sweep: which level gains most from larger batches, how the
+gap between the fastest and the slowest changes, how close each gets to the GEMM roofline.
+Sentences are plain text; the page escapes them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 
 from harness import stats
 from harness.metrics import PARITY_TOLERANCE
 from harness.report.data import (
     ReportData,
+    SweepData,
     format_number,
     parity_was_run,
     startup_breakdown,
@@ -213,3 +219,108 @@ def _reason(status: object, error: object) -> str:
     if not (isinstance(error, str) and error.strip()):
         return status
     return error if error.startswith(status) else f"{status}: {error}"
+
+
+# --- batch-size sweeps ----------------------------------------------------------------------
+
+# A slope of log throughput on log batch size at or above this is a cost per step that the
+# batch hardly changes (Python, framework dispatch): it is what a larger batch amortizes.
+OVERHEAD_SLOPE = 0.5
+
+
+def sweep_verdict(sweep: SweepData) -> list[Finding]:
+    findings = [_sweep_gain(sweep), _sweep_gap(sweep), _sweep_roofline(sweep)]
+    return [f for f in findings if f is not None]
+
+
+def at_batch(findings: Sequence[Finding], batch_size: int) -> list[Finding]:
+    """A single-folder verdict inside a sweep report: each topic says which batch size."""
+    return [replace(f, topic=f"{f.topic} (batch {batch_size})") for f in findings]
+
+
+def _ends(sweep: SweepData, column: str) -> tuple[int, int, pd.DataFrame]:
+    """The smallest and largest batch size and `column` at both, for variants that have it
+    at both ends (a variant that failed at one end has nothing to compare)."""
+    wide = sweep.pivot(column)
+    small, large = sweep.batch_sizes[0], sweep.batch_sizes[-1]
+    return small, large, wide[[small, large]].dropna()
+
+
+def _sweep_gain(sweep: SweepData) -> Finding | None:
+    small, large, both = _ends(sweep, "median")
+    if small == large or both.empty:
+        return None
+    gain = (both[large] / both[small]).sort_values(ascending=False)
+    slope = np.log(gain) / math.log(large / small)
+    text = (
+        f"From batch {small} to {large} ({large / small:.3g}× the samples per step), "
+        f"{gain.index[0]} gains most ({gain.iloc[0]:.3g}× the samples/s)"
+    )
+    if len(gain) > 1:
+        text += f" and {gain.index[-1]} least ({gain.iloc[-1]:.3g}×)"
+    bound = slope[slope >= OVERHEAD_SLOPE]
+    if len(bound):
+        listed = ", ".join(f"{lab} ({v:.2f})" for lab, v in bound.items())
+        text += (
+            f". A fixed cost per step (Python, framework dispatch) dominates where throughput "
+            f"grows nearly as fast as the batch, slope ≥ {OVERHEAD_SLOPE} on log-log axes: "
+            f"{listed}"
+        )
+    else:
+        text += f"; no variant grows with slope ≥ {OVERHEAD_SLOPE} on log-log axes"
+    return Finding("Batch size", text + ".")
+
+
+def _sweep_gap(sweep: SweepData) -> Finding | None:
+    small, large, both = _ends(sweep, "median")
+    if len(both) < 2:
+        return None
+    parts, ratios = [], []
+    for size in dict.fromkeys((small, large)):
+        ranked = both[size].sort_values(ascending=False)
+        ratios.append(ranked.iloc[0] / ranked.iloc[-1])
+        parts.append(
+            f"at batch {size}, {ranked.index[0]} is fastest, {ratios[-1]:.3g}× the slowest "
+            f"({ranked.index[-1]})"
+        )
+    text = "; ".join(parts)
+    if len(ratios) == 2 and ratios[1] < ratios[0]:
+        text += ": larger batches shrink the gap that the per-step overhead opens"
+    elif len(ratios) == 2:
+        text += ": larger batches do not shrink the gap"
+    return Finding("Fastest and slowest", text[0].upper() + text[1:] + ".")
+
+
+def _sweep_roofline(sweep: SweepData) -> Finding | None:
+    small, large, both = _ends(sweep, "fraction")
+    if both.empty:
+        return Finding(
+            "Roofline",
+            "No GEMM roofline at both ends of the sweep (run without --no-calibrate to "
+            "measure it), so how close each level gets to the machine's GEMM speed is unknown.",
+        )
+    best_large = both[large].sort_values(ascending=False)
+    text = (
+        f"At batch {large}, {best_large.index[0]} reaches {best_large.iloc[0]:.0%} of the "
+        f"GEMM roofline"
+    )
+    if len(best_large) > 1:
+        text += f" and {best_large.index[-1]} {best_large.iloc[-1]:.0%}"
+    if small != large:
+        best_small = both[small].sort_values(ascending=False)
+        text += (
+            f"; at batch {small} the closest is {best_small.index[0]} with {best_small.iloc[0]:.0%}"
+        )
+    # Nothing can beat the GEMMs it is made of: above 1, the calibration measured too little.
+    above = sweep.table[sweep.table["fraction"] > 1]
+    if len(above):
+        sizes = ", ".join(map(str, sorted(above["batch_size"].unique())))
+        text += (
+            f". A fraction above 100% means the calibrated peak at batch {sizes} is too low "
+            "(see its samples under Reproduce): every fraction there is overstated"
+        )
+    near = best_large[(best_large >= 0.5) & (best_large <= 1)]
+    if len(near):
+        listed = ", ".join(near.index)
+        text += f". Within a factor of 2 of the GEMM limit at batch {large}: {listed}"
+    return Finding("Roofline", text + ".")
