@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 import variants
-from harness import environment, metrics, storage
+from harness import environment, metrics, roofline, storage
 from harness.datasets import Dataset
 from harness.launch import Launcher, uses_framework
 from harness.loc import SourceInfo
@@ -45,6 +45,7 @@ RESUMABLE_CHANGES = ("timeout", "jobs", "calibrate")
 # Timed seconds per backend of the once-per-suite GEMM calibration: medians of 10 samples of
 # 0.1 s were within a few per cent of 2 s runs on this task's sizes.
 CALIBRATION_SECONDS = 1.0
+OVERHEAD_ROUNDS = 9  # ABBA pairs of the reference: a couple of seconds on digits
 POLL_SECONDS = 0.25  # how often timeouts are checked while waiting for events
 
 
@@ -176,15 +177,6 @@ def _last_exception_line(log: Path) -> str | None:
             if head.endswith(("Error", "Exception", "Exit", "Interrupt")):
                 return line
     return lines[-1] if lines else None
-
-
-def _roofline() -> Any:
-    """harness.roofline if this checkout has it (it is optional: the FLOP columns stay empty)."""
-    try:
-        from harness import roofline
-    except ImportError:
-        return None
-    return roofline
 
 
 def _signal_name(number: int) -> str:
@@ -549,35 +541,52 @@ class Suite:
     # -- results -------------------------------------------------------------------------------
 
     def _calibrate(self) -> None:
-        """The roofline calibration, once per suite and after every run so that it disturbs
-        none; its absence or failure only leaves `roofline_fraction` empty."""
-        done = (self.manifest.get("calibration") or {}).get("peak_gflops")
-        if not self.config.calibrate or done or _roofline() is None:
+        """Measurements of the machine and of the harness, once per suite and after every run so
+        that they disturb none; a failure only leaves their columns empty.
+
+        calibration: the GEMM roofline at the task's layer sizes (harness/roofline.py).
+        overhead: the reference's throughput through the worker against its bare loop
+        (harness/overhead.py); 1.0 means the harness costs nothing measurable.
+        """
+        if not self.config.calibrate:
             return
         spec = self.manifest["tasks"][str(self.config.seeds[0])]
-        argv = [
-            "--input-size", str(spec["input_size"]),
-            "--hidden", ",".join(map(str, self.config.hidden)),
-            "--batch-size", str(self.config.batch_size),
-            "--min-seconds", str(CALIBRATION_SECONDS),
-        ]  # fmt: skip
-        self.listener.note("calibrating the roofline: GEMM throughput at these layer sizes")
+        sizes = ["--hidden", ",".join(map(str, self.config.hidden))]
+        sizes += ["--batch-size", str(self.config.batch_size)]
+        if not (self.manifest.get("calibration") or {}).get("peak_gflops"):
+            self.listener.note("calibrating the roofline: GEMM throughput at these layer sizes")
+            argv = ["--input-size", str(spec["input_size"]), *sizes]
+            argv += ["--min-seconds", str(CALIBRATION_SECONDS)]
+            self.manifest["calibration"] = self._measure("harness.roofline", argv)
+        if not (self.manifest.get("overhead") or {}).get("ratio_median"):
+            self.listener.note(f"measuring the harness' overhead on {variants.REFERENCE}")
+            argv = ["--variant", variants.REFERENCE, "--dataset", self.config.dataset, *sizes]
+            argv += ["--data-dir", self.config.data_dir] if self.config.data_dir else []
+            argv += ["--rounds", str(OVERHEAD_ROUNDS), "--epochs", "6"]
+            result = self._measure("harness.overhead", argv)
+            self.manifest["overhead"] = overhead = result.get(variants.REFERENCE, result)
+            if overhead.get("ratio_median"):
+                q = overhead["ratio_spread"]
+                self.listener.note(
+                    f"harness/bare throughput of {variants.REFERENCE}: "
+                    f"{overhead['ratio_median']:.3f} (IQR {q['q1']:.3f}-{q['q3']:.3f})"
+                )
+
+    def _measure(self, module: str, argv: list[str]) -> dict[str, Any]:
+        """`python -m module argv` (warm if possible), its JSON output or {"error": why}."""
         try:
-            code, stdout = self.launcher.run_module("harness.roofline", argv, timeout=300)
-            result = json.loads(stdout) if code == 0 else None
-            error = f"harness.roofline exited with status {code}"
+            code, stdout = self.launcher.run_module(module, argv, timeout=300)
+            if code == 0:
+                return json.loads(stdout)
+            error = f"{module} exited with status {code}"
         except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
-            result, error = None, f"{type(exc).__name__}: {exc}"
-        if isinstance(result, dict) and result.get("peak_gflops"):
-            self.manifest["calibration"] = result
-        else:
-            self.manifest["calibration"] = {"error": error}
-            self.listener.note(f"roofline calibration failed: {error}")
+            error = f"{module}: {type(exc).__name__}: {exc}"
+        self.listener.note(f"measurement failed: {error}")
+        return {"error": error}
 
     def summary(self) -> pd.DataFrame:
         """One row per run, from the records and the step and epoch rows."""
         calibration = self.manifest.get("calibration") or {}
-        roofline = _roofline()
         reference = {
             r.seed: self._losses(r.key)
             for r in self.records
@@ -616,11 +625,10 @@ class Suite:
                 gap = metrics.max_abs_diff(self._losses(r.key), reference[r.seed])
                 if gap is not None:
                     row.update(parity_max_abs_diff=gap, parity_pass=gap < metrics.PARITY_TOLERANCE)
-            if roofline is not None:
-                row["flops_per_sample"] = fps = roofline.flops_per_sample(self.spec)
-                peak, sps = calibration.get("peak_gflops"), row.get("samples_per_second")
-                if peak and sps:
-                    row["roofline_fraction"] = roofline.roofline_fraction(sps, fps, peak)
+            row["flops_per_sample"] = fps = roofline.flops_per_sample(self.spec)
+            peak, sps = calibration.get("peak_gflops"), row.get("samples_per_second")
+            if peak and sps:
+                row["roofline_fraction"] = roofline.roofline_fraction(sps, fps, peak)
             rows.append(row)
         return pd.DataFrame(rows).reindex(columns=storage.SUMMARY_COLUMNS)
 

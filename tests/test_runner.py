@@ -126,6 +126,17 @@ def test_good_suite_fills_the_roofline_columns(good_suite):
     assert (summary["roofline_fraction"] > 0).all()
 
 
+def test_good_suite_measures_the_harness_overhead(good_suite):
+    out, result = good_suite
+    overhead = manifest(out)["overhead"]
+    assert "error" not in overhead, overhead
+    assert overhead["variant"] == "numpy_scratch"
+    assert len(overhead["ratios"]) == overhead["rounds"] >= 3
+    # a sanity band only: the 2 % target is a benchmark figure, not a timed unit test
+    assert 0.5 < overhead["ratio_median"] < 2
+    assert "harness/bare throughput of numpy_scratch" in result.stdout + result.stderr
+
+
 def test_results_load_back_with_the_storage_reader(good_suite):
     out, _ = good_suite
     results = storage.load_results(out)
