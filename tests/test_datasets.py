@@ -8,7 +8,6 @@ import os
 import struct
 import subprocess
 import sys
-import time
 import zlib
 from pathlib import Path
 
@@ -379,9 +378,7 @@ def test_digits_deterministic():
     reason=f"{FASHION_MNIST_DIR} absent: `apt-get install dataset-fashion-mnist` to test it",
 )
 def test_real_fashion_mnist():
-    start = time.perf_counter()
     ds = load("fashion-mnist")
-    seconds = time.perf_counter() - start
     assert ds.x_train.shape == (60000, 784) and ds.x_test.shape == (10000, 784)
     assert ds.y_train.shape == (60000,) and ds.y_test.shape == (10000,)
     assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
@@ -389,5 +386,3 @@ def test_real_fashion_mnist():
     for y in (ds.y_train, ds.y_test):
         assert y.min() == 0 and y.max() == 9
         assert (np.bincount(y, minlength=10) > 0).all()
-    # A generous bound: it takes about a second, but the machine may be shared.
-    assert seconds < 20, f"loading Fashion-MNIST took {seconds:.1f} s"

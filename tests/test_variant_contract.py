@@ -46,3 +46,20 @@ def test_variant_contract(name, digits_task):
     assert not np.allclose(np.asarray(weights[0]), before[0])
     for w, b in zip(digits_task.init_weights, before, strict=True):
         np.testing.assert_array_equal(w, b)
+
+
+@pytest.mark.parametrize("name", ["tf1_graph", "tf1_lowlevel"])
+def test_tf1_variants_leave_eager_mode_usable(name, digits_task):
+    """Graph-mode variants build in a graph of their own; eager TensorFlow and Keras still work
+    in the same process afterwards (disable_eager_execution would break them for good)."""
+    import keras
+    import tensorflow as tf
+
+    v = variants.load(name)()
+    v.build(digits_task.spec, Adam(), digits_task.init_weights)
+    v.train_epoch(*digits_task.epoch_data(0), BATCH)
+    assert tf.executing_eagerly()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    history = model.fit(np.ones((4, 3)), np.zeros((4, 2)), verbose=0)
+    assert np.isfinite(history.history["loss"][0])
