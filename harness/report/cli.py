@@ -133,6 +133,21 @@ def _error(message: str) -> int:
     return EXIT_USAGE
 
 
+def _results_error(exc: Exception, *paths: Path) -> int:
+    """A sweep folder where one results folder is expected: name one of its folders."""
+    from harness import sweep
+    from harness.storage import ResultsError
+
+    for path in paths:
+        if sweep.is_sweep(path):
+            try:
+                example = sweep.read_sweep(path).points[-1][1]
+            except ResultsError:
+                break
+            return _error(f"{path} is a sweep folder: give one of its folders, e.g. {example}")
+    return _error(str(exc))
+
+
 def _invoked(args: argparse.Namespace) -> str:
     """The command line as typed, for the page's 'reproduce' section (the main CLI keeps
     its arguments in `args.argv`)."""
@@ -162,7 +177,7 @@ def _compare(args: argparse.Namespace) -> int:
         if args.html:
             compare.write_html(result, args.html)
     except ResultsError as exc:
-        return _error(str(exc))
+        return _results_error(exc, args.a, args.b)
     except OSError as exc:
         return _error(f"cannot write {args.html}: {exc}")
     return EXIT_REGRESSION if result.regressions else EXIT_OK
@@ -175,7 +190,7 @@ def _export_tensorboard(args: argparse.Namespace) -> int:
     try:
         runs = tensorboard.export(args.results, args.dir)
     except ResultsError as exc:
-        return _error(str(exc))
+        return _results_error(exc, args.results)
     except OSError as exc:
         return _error(f"cannot write to {args.dir}: {exc}")
     print(f"wrote {len(runs)} TensorBoard runs to {args.dir}: tensorboard --logdir {args.dir}")
