@@ -410,10 +410,9 @@ def check_gpu() -> None:
 
 
 def batch_sizes(args: argparse.Namespace) -> tuple[int, ...]:
-    """The batch sizes asked for: `run`'s one, or `sweep`'s distinct ones, smallest first."""
-    if getattr(args, "batch_sizes", None):
-        return tuple(sorted(set(args.batch_sizes)))
-    return (args.batch_size,)
+    """The batch sizes asked for: `run`'s one, or `sweep`'s list as given (the sweep orders
+    them, harness.sweep.plan)."""
+    return tuple(getattr(args, "batch_sizes", None) or (args.batch_size,))
 
 
 def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:

@@ -77,6 +77,13 @@ def test_other_commands_read_the_sub_folders(sweep: Path, tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
 
 
+def test_help_names_the_batch_sizes_and_the_lower_epoch_default() -> None:
+    result = mlpbench("sweep", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--batch-sizes" in result.stdout and "default: 3" in result.stdout
+    assert "sweep" in mlpbench("--help").stdout
+
+
 BAD_BATCH_SIZES = {
     "zero": ["--batch-sizes", "0"],
     "zero among others": ["--batch-sizes", "32,0"],

@@ -57,6 +57,7 @@ def build_report(result_dirs: Sequence[Path], out: Path, *, command: str | None 
                 sweep_verdict(swept) + at_batch(verdict(data), largest),
                 command,
                 title=f"mlpbench report: {swept.folder.name}, batch-size sweep",
+                subtitle=html.sweep_subtitle(swept, data),
                 sections=[section],
             )
         index = out / "index.html"

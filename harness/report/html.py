@@ -62,6 +62,7 @@ def page(
     report_command: str,
     *,
     title: str | None = None,
+    subtitle: str | None = None,
     sections: Sequence[str] = (),
 ) -> str:
     """The whole page as a string; figures are embedded and also linked by file name.
@@ -69,7 +70,7 @@ def page(
     figures of `data`."""
     names = ", ".join(s.name for s in data.sets)
     body = [
-        f'<p class="sub">{escape(_subtitle(data))}</p>',
+        f'<p class="sub">{escape(subtitle or _subtitle(data))}</p>',
         '<h2 id="verdict">Verdict</h2>',
         _verdict(findings),
         *sections,
@@ -126,6 +127,11 @@ def sweep_section(
         f"reported on its own, e.g. <code>{escape(report_command)}</code>.</p>",
     ]
     return "\n".join(parts)
+
+
+def sweep_subtitle(sweep: SweepData, data: ReportData) -> str:
+    sizes = ", ".join(map(str, sweep.batch_sizes))
+    return f"{sweep.folder.name}: batch sizes {sizes}; in detail below, {_subtitle(data)}"
 
 
 def _by_batch_size(sweep: SweepData, column: str) -> pd.DataFrame:
