@@ -144,9 +144,10 @@ def run(plan: SweepPlan, run_point: Callable[[int, RunConfig], int]) -> int:
     plan.out.mkdir(parents=True, exist_ok=True)
     manifest = _manifest(plan)
     _write(plan.out, manifest)
+    entries = {int(entry["batch_size"]): entry for entry in manifest["points"]}
     code = 0
-    for index, (config, entry) in enumerate(zip(plan.points, manifest["points"], strict=True)):
-        entry["exit_status"] = status = run_point(index, config)
+    for index, config in enumerate(plan.points):
+        entries[config.batch_size]["exit_status"] = status = run_point(index, config)
         _write(plan.out, manifest)
         if status == INTERRUPTED:
             return INTERRUPTED
