@@ -69,3 +69,15 @@ def max_abs_diff(losses: np.ndarray, reference: np.ndarray) -> float | None:
         return None
     diff = np.abs(a - b)
     return float("inf") if not np.all(np.isfinite(diff)) else float(diff.max())
+
+
+def steps_within(losses: np.ndarray, reference: np.ndarray, tolerance: float) -> int | None:
+    """How many leading steps agree with the reference within `tolerance`: all of them when
+    parity holds. On long runs float32 rounding differences grow until the trajectories part
+    (two TensorFlow variants part from each other too), so where they part tells an early
+    difference in the algorithm from late amplified rounding. None as for `max_abs_diff`."""
+    a, b = np.asarray(losses, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape or a.size == 0:
+        return None
+    over = ~(np.abs(a - b) < tolerance)  # a NaN counts as over
+    return int(np.argmax(over)) if over.any() else int(a.size)

@@ -622,9 +622,14 @@ class Suite:
                     seconds_to_target=to_target[1],
                 )
             if self.config.parity and r.seed in reference and r.status == "ok":
-                gap = metrics.max_abs_diff(self._losses(r.key), reference[r.seed])
+                losses, tol = self._losses(r.key), metrics.PARITY_TOLERANCE
+                gap = metrics.max_abs_diff(losses, reference[r.seed])
                 if gap is not None:
-                    row.update(parity_max_abs_diff=gap, parity_pass=gap < metrics.PARITY_TOLERANCE)
+                    row.update(
+                        parity_max_abs_diff=gap,
+                        parity_pass=gap < tol,
+                        parity_steps_within=metrics.steps_within(losses, reference[r.seed], tol),
+                    )
             row["flops_per_sample"] = fps = roofline.flops_per_sample(self.spec)
             peak, sps = calibration.get("peak_gflops"), row.get("samples_per_second")
             if peak and sps:

@@ -50,6 +50,7 @@ SUMMARY_COLUMNS = [
     "source_sha256",
     "parity_max_abs_diff",
     "parity_pass",
+    "parity_steps_within",
     "flops_per_sample",
     "roofline_fraction",
 ]
@@ -60,6 +61,7 @@ _NULLABLE = {
     "params": "Int64",
     "loc": "Int64",
     "parity_pass": "boolean",
+    "parity_steps_within": "Int64",
 }
 
 STATUSES = ("ok", "failed", "timeout", "diverged", "pending")

@@ -57,3 +57,11 @@ def test_max_abs_diff():
     assert metrics.max_abs_diff(np.array([1.0, 2.0]), np.array([1.0, 2.5])) == pytest.approx(0.5)
     assert metrics.max_abs_diff(np.array([1.0]), np.array([1.0, 2.0])) is None  # stopped early
     assert math.isinf(metrics.max_abs_diff(np.array([np.nan]), np.array([1.0])))
+
+
+def test_steps_within_counts_the_leading_agreeing_steps():
+    ref = np.array([1.0, 0.9, 0.8, 0.7])
+    assert metrics.steps_within(ref + 1e-7, ref, 1e-5) == 4  # parity holds: every step
+    assert metrics.steps_within(ref + [0, 0, 1e-3, 0], ref, 1e-5) == 2
+    assert metrics.steps_within(ref + [0, np.nan, 0, 0], ref, 1e-5) == 1
+    assert metrics.steps_within(ref[:3], ref, 1e-5) is None  # a run that stopped early

@@ -202,6 +202,8 @@ def test_verdict_says_which_test_and_the_numbers(page: str) -> None:
     assert "3 of 4 variants" not in verdict  # numpy_scratch is the reference, not compared
     assert "2 of 3 variants matched numpy_scratch" in verdict
     assert escape("mypkg.nets:Net" + HOSTILE) + " (max |Δloss|" in verdict
+    # where the trajectories part, from summary.csv's parity_steps_within
+    assert "identical for the first 0 steps" in verdict
     assert "The first step" in verdict
 
 
