@@ -277,6 +277,22 @@ def calibrate(
     }
 
 
+def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One calibration from backends measured in separate processes: each part's own values
+    (None where it did not measure), dicts merged, the peak the largest median. Separate
+    processes because TensorFlow's idle threads spin and starve NumPy's BLAS threads on a small
+    machine (seen here: NumPy's GEMM at 0.3 GFLOP/s beside TensorFlow, 38 alone)."""
+    out: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            if isinstance(value, dict):
+                out[key] = {**out.get(key, {}), **value}
+            elif value is not None or key not in out:
+                out[key] = value
+    out["peak_gflops"] = max(p["peak_gflops"] for p in parts)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m harness.roofline",

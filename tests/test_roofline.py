@@ -10,7 +10,13 @@ import sys
 
 import pytest
 
-from harness.roofline import calibrate, flops_per_sample, gemm_shapes, roofline_fraction
+from harness.roofline import (
+    calibrate,
+    combine,
+    flops_per_sample,
+    gemm_shapes,
+    roofline_fraction,
+)
 from variants.base import ModelSpec
 
 TINY = ModelSpec(input_size=3, hidden=(4,), num_classes=2)
@@ -73,3 +79,24 @@ def test_module_prints_the_calibration_as_json():
     assert result["layer_sizes"] == [8, 6, 4, 10]
     assert result["flops_per_sample"] == flops_per_sample(ModelSpec(8, (6, 4), 10))
     assert result["peak_gflops"] > 0
+
+
+def test_combine_merges_backends_measured_apart():
+    numpy_part = {
+        "numpy_gflops": 80.0,
+        "tensorflow_gflops": None,
+        "peak_gflops": 80.0,
+        "flops_per_sample": 10,
+        "samples": {"numpy": [79.0, 81.0]},
+    }
+    tf_part = {
+        "numpy_gflops": None,
+        "tensorflow_gflops": 95.0,
+        "peak_gflops": 95.0,
+        "flops_per_sample": 10,
+        "samples": {"tensorflow": [94.0, 96.0]},
+    }
+    out = combine([numpy_part, tf_part])
+    assert out["numpy_gflops"] == 80.0 and out["tensorflow_gflops"] == 95.0
+    assert out["peak_gflops"] == 95.0
+    assert out["samples"] == {"numpy": [79.0, 81.0], "tensorflow": [94.0, 96.0]}
