@@ -275,3 +275,20 @@ def test_a_suite_that_just_started_still_reports(tmp_path: Path) -> None:
     assert "0 finished, 12 not run yet" in page
     header, *rows = parse_tables(page).tables["runs"]
     assert len(rows) == 12 and {r[header.index("status")] for r in rows} == {"pending"}
+
+
+def test_verdict_reports_the_measured_harness_overhead(tmp_path: Path) -> None:
+    measured = tmp_path / "measured"
+    shutil.copytree(SMALL_A, measured)
+    manifest = json.loads((measured / "manifest.json").read_text())
+    manifest["overhead"] = {
+        "variant": "numpy_scratch",
+        "ratio_median": 0.987,
+        "ratio_spread": {"q1": 0.975, "q3": 1.004},
+        "rounds": 9,
+    }
+    (measured / "manifest.json").write_text(json.dumps(manifest))
+    page = build_report([measured], tmp_path / "out").read_text(encoding="utf-8")
+    assert "bare training loop, in the same process: 0.987, quartiles 0.975-1.004 over 9" in page
+    # without a measurement there is no such sentence
+    assert "bare training loop" not in build_report([SMALL_A], tmp_path / "plain").read_text()

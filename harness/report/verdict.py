@@ -36,8 +36,30 @@ def verdict(data: ReportData) -> list[Finding]:
     if data.ok.empty:  # a suite that just started, or where everything failed
         return [_runs(data)]
     findings = [_runs(data), _parity(data), _accuracy(data), _speed(data), _first_step(data)]
-    findings.append(_target(data))
+    findings += [_target(data), _overhead(data)]
     return [f for f in findings if f is not None]
+
+
+def _overhead(data: ReportData) -> Finding | None:
+    """The harness' own cost, as each suite measured it (results/README.md, `overhead`)."""
+    parts = []
+    for s in data.sets:
+        o = s.manifest.get("overhead") or {}
+        if o.get("ratio_median"):
+            q = o.get("ratio_spread") or {}
+            where = f" ({s.name})" if len(data.sets) > 1 else ""
+            parts.append(
+                f"{o['ratio_median']:.3f}{where}, quartiles {q.get('q1', float('nan')):.3f}"
+                f"-{q.get('q3', float('nan')):.3f} over {o.get('rounds')} pairs"
+            )
+    if not parts:
+        return None
+    return Finding(
+        "Harness",
+        f"Throughput of {REFERENCE} as the harness measures it over its bare training loop, "
+        f"in the same process: {'; '.join(parts)} (1 means the harness costs nothing "
+        "measurable; the target is within 2 %).",
+    )
 
 
 def _runs(data: ReportData) -> Finding:
