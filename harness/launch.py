@@ -160,13 +160,11 @@ class Launcher:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=self.env)
             return out.returncode, out.stdout
         with tempfile.NamedTemporaryFile("r", suffix=".out") as stdout:
-            child = WarmProcess(
-                self._ctx.Process(target=_run_module, args=(module, argv, stdout.name))
-            )
-            child._process.start()
-            try:
-                code = child.wait(timeout)
-            except subprocess.TimeoutExpired:
-                child._process.kill()
-                raise
-            return code, stdout.read()
+            process = self._ctx.Process(target=_run_module, args=(module, argv, stdout.name))
+            process.start()
+            process.join(timeout)
+            if process.exitcode is None:
+                process.kill()
+                process.join()
+                raise subprocess.TimeoutExpired(module, timeout)
+            return process.exitcode, stdout.read()
