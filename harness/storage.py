@@ -123,20 +123,24 @@ def save_results(results: Results) -> None:
     write_json(results.path / MANIFEST, results.manifest)
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    file = Path(path) / MANIFEST
+def read_versioned_json(folder: Path, name: str, kind: str, version: int) -> dict[str, Any]:
+    """`folder/name`, a JSON object with `schema_version == version`; ResultsError (one line)
+    otherwise. `kind` names the folder in the message ("results", "sweep")."""
+    file = Path(folder) / name
     try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
+        data = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ResultsError(f"{path} is not a results folder: no {MANIFEST}") from None
+        raise ResultsError(f"{folder} is not a {kind} folder: no {name}") from None
     except (OSError, ValueError) as exc:
         raise ResultsError(f"cannot read {file}: {exc}") from None
-    version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ResultsError(
-            f"{file} has schema_version {version!r}; this mlpbench reads {SCHEMA_VERSION}"
-        )
-    return manifest
+    found = data.get("schema_version") if isinstance(data, dict) else None
+    if found != version:
+        raise ResultsError(f"{file} has schema_version {found!r}; this mlpbench reads {version}")
+    return data
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    return read_versioned_json(path, MANIFEST, "results", SCHEMA_VERSION)
 
 
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:

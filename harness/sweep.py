@@ -9,7 +9,6 @@ point is the caller's (the CLI runs each as it runs `mlpbench run`).
 
 from __future__ import annotations
 
-import json
 import shlex
 import shutil
 from collections.abc import Callable, Sequence
@@ -88,17 +87,7 @@ def read_sweep(path: Path) -> SweepFolder:
     """Read `path/sweep.json`; raises ResultsError (one line) when it is not a sweep folder."""
     path = Path(path)
     file = path / SWEEP
-    try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultsError(f"{path} is not a sweep folder: no {SWEEP}") from None
-    except (OSError, ValueError) as exc:
-        raise ResultsError(f"cannot read {file}: {exc}") from None
-    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
-    if version != SCHEMA_VERSION:
-        raise ResultsError(
-            f"{file} has schema_version {version!r}; this mlpbench reads {SCHEMA_VERSION}"
-        )
+    manifest = storage.read_versioned_json(path, SWEEP, "sweep", SCHEMA_VERSION)
     points = manifest.get("points")
     if not isinstance(points, list) or not all(
         isinstance(p, dict) and isinstance(p.get("batch_size"), int) and p.get("path")
