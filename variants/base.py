@@ -19,6 +19,8 @@ class ModelSpec:
     input_size: int
     hidden: tuple[int, ...] = (512, 256)
     num_classes: int = 10
+    # "float32" (the default) or "float64": the dtype of weights, activations and optimizer state.
+    dtype: str = "float32"
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:

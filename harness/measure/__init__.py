@@ -1,0 +1,1 @@
+"""Measure: timing windows, noise, roofline calibration, harness overhead, environment, code size, statistics."""
