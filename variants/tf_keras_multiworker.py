@@ -47,15 +47,13 @@ class GlobalMeanCrossEntropy(tf_keras.losses.Loss):
 
 
 class GlobalBatchLoss(tf_keras.metrics.Metric):
-    """The loss of the current GLOBAL batch: the slices' sums and sizes are all-reduced, so
-    every replica holds the same value."""
+    """The loss of the current GLOBAL batch. fit SUMS what the replicas report for a step
+    (tf_keras' `distribute_reduction_method` "auto"), so each reports its share: its slice's
+    summed loss over the global batch size."""
 
     def __init__(self, name="batch_loss"):
         super().__init__(name=name)
-        # MEAN: read outside a replica, equal copies must not be summed
-        self.value = self.add_weight(
-            name="value", initializer="zeros", aggregation=tf.VariableAggregation.MEAN
-        )
+        self.value = self.add_weight(name="value", initializer="zeros")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         replica = tf.distribute.get_replica_context()
@@ -63,7 +61,7 @@ class GlobalBatchLoss(tf_keras.metrics.Metric):
             y_true, y_pred, from_logits=True
         )
         n = tf.cast(tf.shape(per_example)[0], per_example.dtype)
-        self.value.assign(global_sum(replica, tf.reduce_sum(per_example)) / global_sum(replica, n))
+        self.value.assign(tf.reduce_sum(per_example) / global_sum(replica, n))
 
     def result(self):
         return self.value

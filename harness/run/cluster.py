@@ -191,18 +191,25 @@ def _log_tail(log: Path, lines: int = 200) -> str:
 
 class Supervisor:
     def __init__(
-        self, config: WorkerConfig, workers: int, logs: str, deadline: float, startup: float
+        self,
+        config: WorkerConfig,
+        workers: int,
+        logs: str,
+        deadline: float,
+        startup: float,
+        ports: list[int] | None = None,
     ) -> None:
         self.config = config
         self.workers = workers
         self.logs = logs
         self.deadline = deadline
         self.startup = startup
+        self.ports = ports
         self.ranks: list[Rank] = []
         self.began = time.monotonic()
 
     def start_ranks(self, attempt: int) -> None:
-        ports = free_ports(self.workers)
+        ports = self.ports if attempt == 1 and self.ports else free_ports(self.workers)
         print(f"# attempt {attempt}: ranks on 127.0.0.1 ports {ports}", flush=True)
         for index in range(self.workers):
             read_fd, write_fd = os.pipe()
@@ -375,11 +382,15 @@ def supervise(argv: list[str]) -> int:
     parser.add_argument("--logs", required=True, help="rank i logs to PREFIX.rank<i>.log")
     parser.add_argument("--deadline", type=float, default=600.0)
     parser.add_argument("--startup", type=float, default=STARTUP_SECONDS)
+    parser.add_argument("--ports", help="P0,P1,...: the first attempt's ports (default: free ones)")
     parser.add_argument("config")
     args = parser.parse_args(argv)
+    ports = [int(p) for p in args.ports.split(",")] if args.ports else None
     config = WorkerConfig.from_json(args.config)
     _stop_on_signals()
-    supervisor = Supervisor(config, args.workers, args.logs, args.deadline, args.startup)
+    supervisor = Supervisor(
+        config, args.workers, args.logs, args.deadline, args.startup, ports=ports
+    )
     stream = os.fdopen(config.event_fd, "w") if config.event_fd is not None else sys.stdout
     with stream:
         return supervisor.run(Events(stream))
