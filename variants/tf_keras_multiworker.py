@@ -47,9 +47,8 @@ class GlobalMeanCrossEntropy(tf_keras.losses.Loss):
 
 
 class GlobalBatchLoss(tf_keras.metrics.Metric):
-    """The loss of the current GLOBAL batch. fit SUMS what the replicas report for a step
-    (tf_keras' `distribute_reduction_method` "auto"), so each reports its share: its slice's
-    summed loss over the global batch size."""
+    """The loss of the current GLOBAL batch. Each replica adds its share, its slice's summed
+    loss over the global batch size, to a metric variable that sums the replicas when read."""
 
     def __init__(self, name="batch_loss"):
         super().__init__(name=name)
@@ -89,6 +88,8 @@ class TFKerasMultiWorker(TFKerasSequential):
                 metrics=[GlobalBatchLoss()],
                 jit_compile=False,
             )
+        # the metrics are read already summed over the replicas: "auto" would sum them again
+        self.model.distribute_reduction_method = "first"
 
     def batches(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.Dataset:
         options = tf.data.Options()

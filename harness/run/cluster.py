@@ -281,6 +281,8 @@ class Supervisor:
                 rank.started = True
             if kind in ("done", "diverged", "error"):
                 rank.final = event
+                if not rank.started and any(t in str(event.get("error")) for t in PORT_TAKEN):
+                    raise PortTaken(f"rank {rank.index} could not bind its port")
                 if kind != "done":
                     raise ClusterFailed(self._rank_reason(rank, event))
             elif rank.index == 0:
