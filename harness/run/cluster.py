@@ -40,6 +40,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib.util import find_spec
 from pathlib import Path
@@ -192,14 +193,17 @@ def _log_tail(log: Path, lines: int = 200) -> str:
 class Supervisor:
     def __init__(
         self,
-        config: WorkerConfig,
+        config: WorkerConfig | None,
         workers: int,
         logs: str,
         deadline: float,
         startup: float,
         ports: list[int] | None = None,
+        rank_command: Callable[[int], list[str]] | None = None,
     ) -> None:
         self.config = config
+        # `python -X faulthandler ARGS` of a rank, given its event pipe; by default the worker
+        self.rank_command = rank_command or self.worker_rank
         self.workers = workers
         self.logs = logs
         self.deadline = deadline
@@ -215,13 +219,12 @@ class Supervisor:
             read_fd, write_fd = os.pipe()
             log = Path(f"{self.logs}.rank{index}.log")
             env = dict(os.environ, TF_CONFIG=tf_config(ports, index))
-            rank_config = replace(self.config, event_fd=write_fd)
-            cmd = [sys.executable, "-X", "faulthandler", "-m", "harness.run.cluster", "rank"]
+            cmd = [sys.executable, "-X", "faulthandler", *self.rank_command(write_fd)]
             with open(log, "ab") as out:
                 out.write(f"# rank {index} of {self.workers}, attempt {attempt}\n".encode())
                 out.flush()
                 process = subprocess.Popen(
-                    [*cmd, rank_config.to_json()],
+                    cmd,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -232,6 +235,10 @@ class Supervisor:
             os.close(write_fd)
             self.ranks.append(Rank(index, process, read_fd, log))
             print(f"# rank {index}: pid {process.pid}, log {log.name}", flush=True)
+
+    def worker_rank(self, event_fd: int) -> list[str]:
+        config = replace(self.config, event_fd=event_fd)
+        return ["-m", "harness.run.cluster", "rank", config.to_json()]
 
     def watch(self, out: Events) -> dict[str, Any]:
         """Until every rank is done (the chief's final event) or one fails (ClusterFailed)."""
@@ -361,7 +368,8 @@ class Supervisor:
                 self.stop(dump_stacks=False)
                 raise
             self.stop(dump_stacks=False)
-            out.emit(final.pop("event"), workers=self.workers, **final)
+            kind = final.pop("event")
+            out.emit(kind, **{"workers": self.workers, **final})
             return 0
         reason = f"no free loopback ports after {PORT_ATTEMPTS} attempts (each was taken)"
         out.emit("error", error=reason, peak_rss_mb=None, tensorflow=None)
