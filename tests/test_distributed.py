@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import variants
@@ -273,3 +274,38 @@ def test_keras3_fit_under_multiworker_is_still_unsupported(task_file, supervised
     assert final["event"] == "error"
     known = ("PerReplica", "Invalid reduction dimension")
     assert any(k in final["error"] for k in known), final["error"]
+
+
+@pytest.mark.slow
+def test_mlpbench_run_with_two_workers(tmp_path):
+    """The suite's path: `--workers 2` runs the multi-worker variant as a cluster and the
+    Keras one over two devices; both pass parity; the reference runs as usual."""
+    from .test_cli import SMALL, mlpbench
+
+    out = tmp_path / "suite"
+    result = mlpbench(
+        "run", *SMALL, "--variants", "tf2_multiworker,keras_mirrored", "--workers", "2",
+        "--out", str(out), timeout=TEST_SECONDS,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["workers"] == 2
+    assert {r["variant"]: r["status"] for r in manifest["runs"]} == {
+        "numpy_scratch": "ok",
+        "tf2_multiworker": "ok",
+        "keras_mirrored": "ok",
+    }
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.set_index("variant")["parity_pass"].drop("numpy_scratch").all()
+    logs = sorted(p.name for p in (out / "logs").glob("tf2_multiworker-seed0*.log"))
+    assert logs == [
+        "tf2_multiworker-seed0.log",
+        "tf2_multiworker-seed0.rank0.log",
+        "tf2_multiworker-seed0.rank1.log",
+    ]
+
+
+def test_workers_must_be_a_positive_integer():
+    from .test_cli import assert_one_line_error, mlpbench
+
+    assert_one_line_error(mlpbench("run", "--variants", "tf2_multiworker", "--workers", "0"))
