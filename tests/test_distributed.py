@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import signal
@@ -223,6 +224,14 @@ def test_a_killed_rank_fails_the_run_fast_and_every_process_is_reaped(task_file,
     assert run.final()["event"] == "error"
     assert "rank 1 of 2" in error and "SIGKILL" in error, error
     assert not alive(chief) and not alive(peer)
+
+
+@pytest.mark.slow
+def test_a_diverging_cluster_is_a_divergence_not_a_failure(task_file, supervised):
+    run = supervised(worker_config(task_file, "tf2_multiworker", SGD(lr=1e30), epochs=3))
+    assert run.finish() == 3, run.log.read_text()[-2000:]
+    final = run.final()
+    assert final["event"] == "diverged" and not math.isfinite(final["loss"]), final
 
 
 @pytest.mark.slow

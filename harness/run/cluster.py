@@ -50,8 +50,9 @@ from harness.worker import Events, WorkerConfig
 
 PORT_ATTEMPTS = 3  # a port taken between choice and bind is rare: three draws are plenty
 STARTUP_SECONDS = 90.0  # TensorFlow's import in every rank at once, on a busy machine
-STACK_DUMP_SECONDS = 1.0
-ROOT_CAUSE_GRACE_SECONDS = 0.5  # for faulthandler to write every rank's stacks before the kill
+STACK_DUMP_SECONDS = 1.0  # for faulthandler to write every rank's stacks before the kill
+ROOT_CAUSE_GRACE_SECONDS = 0.5  # for the other ranks to report after the first failure
+EXIT_GRACE_SECONDS = 10.0  # for a rank whose event stream ended to exit
 PORT_TAKEN = ("Could not start gRPC server", "Address already in use")
 _PR_SET_PDEATHSIG = 1
 
@@ -160,6 +161,11 @@ class Rank:
 
 class ClusterFailed(Exception):
     """The run failed; the message is the reason the results show."""
+
+
+class Diverged(Exception):
+    """A rank's loss became NaN or inf: every rank trains the same numbers, so the run's outcome
+    is that divergence (the event is the exception's argument)."""
 
 
 class PortTaken(Exception):
@@ -290,6 +296,8 @@ class Supervisor:
                 rank.final = event
                 if not rank.started and any(t in str(event.get("error")) for t in PORT_TAKEN):
                     raise PortTaken(f"rank {rank.index} could not bind its port")
+                if kind == "diverged":
+                    raise Diverged(event)
                 if kind != "done":
                     raise ClusterFailed(self._rank_reason(rank, event))
             elif rank.index == 0:
@@ -297,9 +305,14 @@ class Supervisor:
 
     def _on_exit(self, rank: Rank) -> None:
         try:
-            code = rank.process.wait(timeout=max(1.0, self.deadline - self._elapsed()))
+            code = rank.process.wait(timeout=EXIT_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
-            code = None  # pipe closed but the process hangs on its way out: killed below
+            # its pipe closed, the process hangs on its way out (TensorFlow's threads at exit)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(rank.process.pid, signal.SIGKILL)
+            rank.process.wait()
+            print(f"# rank {rank.index} hung on exit; killed", flush=True)
+            code = 0 if rank.final is not None and rank.final["event"] == "done" else None
         if rank.final is None or code != 0:
             if not rank.started and any(s in _log_tail(rank.log) for s in PORT_TAKEN):
                 raise PortTaken(f"rank {rank.index} could not bind its port")
@@ -358,6 +371,12 @@ class Supervisor:
                 if self._elapsed() > self.startup:
                     break
                 continue
+            except Diverged as exc:
+                (event,) = exc.args
+                self.stop(dump_stacks=False)
+                kind = event.pop("event")
+                out.emit(kind, **{"workers": self.workers, **event})
+                return 3
             except ClusterFailed as exc:
                 reason = self.root_cause(str(exc))
                 print(f"# failed: {reason}", flush=True)
