@@ -149,6 +149,7 @@ def utc_now() -> str:
 def check_resumable(config: RunConfig, manifest: dict[str, Any]) -> None:
     """A resumed suite must be the same experiment, or its runs would not be comparable."""
     old, new = manifest.get("config", {}), config.to_manifest()
+    old, new = {"workers": 1, **old}, {"workers": 1, **new}  # stored only when above 1
     changed = [k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
     if changed:
         k = changed[0]

@@ -318,3 +318,18 @@ def test_workers_must_be_a_positive_integer():
     from .test_cli import assert_one_line_error, mlpbench
 
     assert_one_line_error(mlpbench("run", "--variants", "tf2_multiworker", "--workers", "0"))
+
+
+def test_resume_keeps_the_number_of_workers(tmp_path):
+    from .test_cli import SMALL, assert_one_line_error, mlpbench
+
+    out = tmp_path / "suite"
+    first = mlpbench(
+        "run", *SMALL, "--variants", "numpy_scratch", "--workers", "2", "--out", str(out)
+    )
+    assert first.returncode == 0, first.stderr
+    assert_one_line_error(mlpbench("run", *SMALL, "--variants", "numpy_scratch", "--resume",
+                                   "--out", str(out)))  # fmt: skip
+    again = mlpbench("run", *SMALL, "--variants", "numpy_scratch", "--workers", "2", "--resume",
+                     "--out", str(out))  # fmt: skip
+    assert again.returncode == 0, again.stderr
