@@ -227,6 +227,23 @@ def test_a_killed_rank_fails_the_run_fast_and_every_process_is_reaped(task_file,
 
 
 @pytest.mark.slow
+def test_killing_the_supervisor_kills_every_rank(task_file, supervised):
+    """What the runner does at its timeout: SIGKILL to the supervisor's group. The ranks have
+    groups of their own, and die with their parent (PDEATHSIG)."""
+    run = supervised(worker_config(task_file, "tf2_multiworker", Adam(), epochs=2000))
+    while (event := run.next_event()) is not None and event["event"] != "epoch":
+        pass
+    assert event is not None, run.log.read_text()[-2000:]
+    ranks = run.rank_pids()
+    assert all(os.getpgid(pid) == pid for pid in ranks)  # each rank leads its own group
+    os.killpg(run.process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in ranks) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in ranks if alive(p)]
+
+
+@pytest.mark.slow
 def test_a_diverging_cluster_is_a_divergence_not_a_failure(task_file, supervised):
     run = supervised(worker_config(task_file, "tf2_multiworker", SGD(lr=1e30), epochs=3))
     assert run.finish() == 3, run.log.read_text()[-2000:]
