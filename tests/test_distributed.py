@@ -227,6 +227,27 @@ def test_a_killed_rank_fails_the_run_fast_and_every_process_is_reaped(task_file,
 
 
 @pytest.mark.slow
+def test_a_frozen_rank_fails_the_run_instead_of_hanging_it(task_file, supervised):
+    """SIGSTOP: the peer's collective gives up (heartbeat or collective timeout) and the run
+    fails with every rank killed, well before any suite timeout."""
+    run = supervised(worker_config(task_file, "tf2_multiworker", Adam(), epochs=2000))
+    while (event := run.next_event()) is not None and event["event"] != "epoch":
+        pass
+    assert event is not None, run.log.read_text()[-2000:]
+    chief, peer = run.rank_pids()
+    os.kill(peer, signal.SIGSTOP)
+    frozen = time.monotonic()
+    assert run.finish(timeout=TEST_SECONDS) == 1
+    assert time.monotonic() - frozen < 70  # the variants' collective timeout is 60 s
+    assert run.final()["event"] == "error"
+    error = run.final()["error"]
+    assert error.startswith("rank 0 of 2"), error
+    assert "heartbeat" in error or "DeadlineExceeded" in error, error
+    assert ' File "' not in error  # TensorFlow's op stack stays in the log
+    assert not alive(chief) and not alive(peer)
+
+
+@pytest.mark.slow
 def test_killing_the_supervisor_kills_every_rank(task_file, supervised):
     """What the runner does at its timeout: SIGKILL to the supervisor's group. The ranks have
     groups of their own, and die with their parent (PDEATHSIG)."""

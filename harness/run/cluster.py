@@ -34,6 +34,7 @@ import ctypes
 import faulthandler
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -55,6 +56,7 @@ ROOT_CAUSE_GRACE_SECONDS = 0.5  # for the other ranks to report after the first 
 EXIT_GRACE_SECONDS = 10.0  # for a rank whose event stream ended to exit
 PORT_TAKEN = ("Could not start gRPC server", "Address already in use")
 _PR_SET_PDEATHSIG = 1
+TF_STACK_FRAME = r' File "[^"]*", line \d+, in \S+'  # as one line in a TensorFlow error
 
 
 def free_ports(n: int) -> list[int]:
@@ -325,7 +327,8 @@ class Supervisor:
         if final is not None and final.get("event") == "diverged":
             return f"{who}: loss became {final.get('loss')} at step {final.get('step')}"
         if final is not None and final.get("error"):
-            return f"{who}: {final['error']}"
+            # TensorFlow puts the Python stack of the failing op in its message: it is in the log
+            return f"{who}: {re.sub(TF_STACK_FRAME, '', final['error'])}"
         return f"{who} {_describe_exit(code)} without a result; see {rank.log.name}"
 
     def _elapsed(self) -> float:
