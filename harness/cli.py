@@ -263,6 +263,14 @@ def add_run_options(p: argparse.ArgumentParser, *, sweep: bool) -> None:
         help="runs at once; above 1 their timings disturb each other (recorded); default: 1",
     )
     g.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="data-parallel replicas of the distributed variants: N worker processes on "
+        "127.0.0.1 (or N devices of one process); the others run as usual; default: 1",
+    )
+    g.add_argument(
         "--cold-start",
         action="store_true",
         help="start every run in a fresh interpreter; by default TensorFlow runs are forked "
@@ -439,6 +447,7 @@ def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         jobs=args.jobs,
         calibrate=args.calibrate,
         cold_start=args.cold_start,
+        workers=args.workers,
         out=out,
         resume=args.resume,
         force=args.force,

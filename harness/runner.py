@@ -32,6 +32,7 @@ from harness import environment, metrics, roofline, storage
 from harness.datasets import Dataset
 from harness.launch import Launcher, uses_framework
 from harness.loc import SourceInfo
+from harness.run import cluster
 from harness.task import Task, make_task
 from harness.worker import WorkerConfig, optimizer_to_dict
 from variants.base import ModelSpec, Optimizer
@@ -77,6 +78,7 @@ class RunConfig:
     resume: bool = False
     force: bool = False
     argv: tuple[str, ...] = ()
+    workers: int = 1  # replicas of each distributed variant (harness/run/cluster.py)
 
     def path_of(self, variant: str) -> str:
         return dict(self.variant_paths)[variant]
@@ -100,6 +102,8 @@ class RunConfig:
             "jobs": self.jobs,
             "calibrate": self.calibrate,
             "start": "cold" if self.cold_start else "warm",
+            # only when asked for, so that suites from before the option still resume
+            **({"workers": self.workers} if self.workers > 1 else {}),
         }
 
 
@@ -145,6 +149,7 @@ def utc_now() -> str:
 def check_resumable(config: RunConfig, manifest: dict[str, Any]) -> None:
     """A resumed suite must be the same experiment, or its runs would not be comparable."""
     old, new = manifest.get("config", {}), config.to_manifest()
+    old, new = {"workers": 1, **old}, {"workers": 1, **new}  # stored only when above 1
     changed = [k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
     if changed:
         k = changed[0]
@@ -432,11 +437,18 @@ class Suite:
             batch_size=self.config.batch_size,
             epochs=self.config.epochs,
             device=self.config.device,
+            workers=self.config.workers,
         )
         self.listener.run_started(record)
         source = self.sources.get(record.variant)
         warm = source is not None and uses_framework(source.imports)
-        return Worker(record, config, self.launcher, warm, log, events)
+        launcher: Any = self.launcher
+        if self.config.workers > 1 and cluster.layout(config.variant_path) == "ranks":
+            # N processes with their supervisor: one worker process to this runner
+            launcher = cluster.ClusterLauncher(
+                self.launcher.env, self.config.workers, self.config.timeout
+            )
+        return Worker(record, config, launcher, warm, log, events)
 
     def _task_file(self, seed: int) -> Path:
         """The seed's task on disk, saved when its first run starts and deleted after its last

@@ -64,6 +64,7 @@ class WorkerConfig:
     epochs: int
     device: str  # "cpu" or "gpu"
     spawn_time: float | None = None  # time.time() when the parent started this process
+    workers: int = 1  # replicas of a distributed variant (`mlpbench run --workers`)
     event_fd: int | None = None
 
     def to_json(self) -> str:
@@ -143,12 +144,17 @@ def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any
     import_seconds = time.perf_counter() - t0 + _preloaded_seconds()
     task = Task.load(Path(config.task_path))
     optimizer = optimizer_from_dict(config.optimizer)
-    device, scope = _device_scope(config.device)
+    if getattr(cls, "distributed", False):
+        # its strategy places every op on its replicas' devices, and must be created before
+        # TensorFlow initialises (which `tf.device` would do)
+        device, scope = config.device, contextlib.nullcontext()
+    else:
+        device, scope = _device_scope(config.device)
     bs, n = config.batch_size, len(task.x_train)
     step = 1  # global number of the next step
     with scope:
         t0 = time.perf_counter()
-        variant = cls()
+        variant = _instantiate(cls, config.workers)
         variant.build(task.spec, optimizer, task.init_weights)
         events.emit(
             "start",
@@ -198,6 +204,14 @@ def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any
             step += losses.size
     # hashed after training, so it also proves the variant left the task's arrays unchanged
     return {"event": "done", "task_fingerprint": task.fingerprint()}
+
+
+def _instantiate(cls: type, workers: int) -> Any:
+    """A variant that holds every replica in its one process learns how many from its
+    constructor; one that runs as N processes learns it from TF_CONFIG (harness/run/cluster.py)."""
+    if getattr(cls, "in_one_process", False):
+        return cls(replicas=workers)
+    return cls()
 
 
 def run(config: WorkerConfig, events: Events) -> int:

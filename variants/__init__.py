@@ -16,6 +16,10 @@ REGISTRY: dict[str, str] = {
     "keras_functional": "variants.keras_functional:KerasFunctional",
     "keras_subclass": "variants.keras_subclass:KerasSubclass",
     "keras_train_on_batch": "variants.keras_train_on_batch:KerasTrainOnBatch",
+    "tf_keras_sequential": "variants.tf_keras_sequential:TFKerasSequential",
+    "tf2_multiworker": "variants.tf2_multiworker:TF2MultiWorker",
+    "keras_mirrored": "variants.keras_mirrored:KerasMirrored",
+    "tf_keras_multiworker": "variants.tf_keras_multiworker:TFKerasMultiWorker",
 }
 
 REFERENCE = "numpy_scratch"

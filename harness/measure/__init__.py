@@ -1,1 +1,2 @@
-"""Measure: timing windows, noise, roofline calibration, harness overhead, environment, code size, statistics."""
+"""Measure: timing windows, noise, roofline calibration, harness overhead, environment, code
+size, statistics."""

@@ -1,1 +1,2 @@
-"""Results: the versioned on-disk schema (the one writer, the one reader) and the scores computed from it."""
+"""Results: the versioned on-disk schema (the one writer, the one reader) and the scores
+computed from it."""

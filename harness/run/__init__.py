@@ -1,1 +1,2 @@
-"""Run: plan the (variant, seed) runs, launch one process each, collect events, survive failures, resume."""
+"""Run: plan the (variant, seed) runs, launch one process each, collect events, survive
+failures, resume."""

@@ -26,6 +26,7 @@ import numpy as np
 
 import variants
 from harness.roofline import flops_per_sample, gemm_step, thread_settings
+from harness.run import cluster
 from harness.task import glorot_uniform
 from variants.base import SGD, Adam, ModelSpec
 
@@ -100,7 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples-per-round", type=int, default=2560)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    parser.add_argument("--variants", default=",".join(variants.REGISTRY))
+    # in one process: distributed variants start TensorFlow their own way
+    in_process = [n for n in variants.REGISTRY if cluster.layout(variants.REGISTRY[n]) == "single"]
+    parser.add_argument("--variants", default=",".join(in_process))
     parser.add_argument("--json", help="write every sample here")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
