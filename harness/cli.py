@@ -73,6 +73,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -263,6 +273,14 @@ def add_run_options(p: argparse.ArgumentParser, *, sweep: bool) -> None:
         help="runs at once; above 1 their timings disturb each other (recorded); default: 1",
     )
     g.add_argument(
+        "--retry-noisy",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="measure a run again, up to N times, while other processes' CPU during its timed "
+        "epochs (foreign CPU, recorded for every run) says it was disturbed; default: 0",
+    )
+    g.add_argument(
         "--workers",
         type=positive_int,
         default=1,
@@ -448,6 +466,7 @@ def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         calibrate=args.calibrate,
         cold_start=args.cold_start,
         workers=args.workers,
+        retry_noisy=args.retry_noisy,
         out=out,
         resume=args.resume,
         force=args.force,

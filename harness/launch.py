@@ -114,6 +114,11 @@ class Launcher:
         self.warm = warm and "forkserver" in multiprocessing.get_all_start_methods()
         self._ctx: Any = None
 
+    def start_server(self) -> None:
+        """Start the fork server now (if warm starts are on) rather than at the first run."""
+        if self.warm:
+            self._server()
+
     def _server(self) -> Any:
         """The fork server, started and loaded on first use (so a suite of NumPy variants never
         imports TensorFlow), and waited for, so that no run's timing includes its start-up."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,10 +41,17 @@ def epoch_train_loss(step_losses: np.ndarray, n: int, batch_size: int) -> float:
     return float(np.average(step_losses, weights=batch_sizes(n, batch_size)))
 
 
+WARMUP_EPOCHS = 1  # epoch 1 holds tracing and compilation: reported as first-step time
+
+
+def steady(per_epoch: Sequence[Any]) -> list[Any]:
+    """The epochs that speed is judged on: all after the warm-up, or all if there are no more."""
+    return list(per_epoch[WARMUP_EPOCHS:]) if len(per_epoch) > WARMUP_EPOCHS else list(per_epoch)
+
+
 def steady_throughput(samples_per_epoch: int, seconds: Sequence[float]) -> float:
-    """Samples per second over epochs 2..N: epoch 1 holds tracing and compilation, which is
-    reported on its own as first-step time. With one epoch there is nothing else to use."""
-    timed = list(seconds[1:]) if len(seconds) > 1 else list(seconds)
+    """Samples per second over the steady epochs (see `steady`)."""
+    timed = steady(seconds)
     total = float(sum(timed))
     return samples_per_epoch * len(timed) / total if total > 0 else math.nan
 

@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +33,7 @@ from harness import environment, metrics, roofline, storage
 from harness.datasets import Dataset
 from harness.launch import Launcher, uses_framework
 from harness.loc import SourceInfo
+from harness.measure import noise, timeline
 from harness.run import cluster
 from harness.task import Task, make_task
 from harness.worker import WorkerConfig, optimizer_to_dict
@@ -42,7 +44,7 @@ from variants.base import ModelSpec, Optimizer
 # run again, since a crash, an OOM kill or a timeout may be the machine's fault.
 KEEP_ON_RESUME = ("ok", "diverged")
 # Settings that may change between a suite and its `--resume` without changing any result.
-RESUMABLE_CHANGES = ("timeout", "jobs", "calibrate")
+RESUMABLE_CHANGES = ("timeout", "jobs", "calibrate", "retry_noisy")
 # Timed seconds per backend of the once-per-suite GEMM calibration: medians of 10 samples of
 # 0.1 s were within a few per cent of 2 s runs on this task's sizes.
 CALIBRATION_SECONDS = 1.0
@@ -79,6 +81,8 @@ class RunConfig:
     force: bool = False
     argv: tuple[str, ...] = ()
     workers: int = 1  # replicas of each distributed variant (harness/run/cluster.py)
+    retry_noisy: int = 0  # times a run flagged noisy is measured again
+    noisy_threshold: float = noise.NOISY_CORES  # foreign CPU, in cores, that makes a run noisy
 
     def path_of(self, variant: str) -> str:
         return dict(self.variant_paths)[variant]
@@ -102,6 +106,8 @@ class RunConfig:
             "jobs": self.jobs,
             "calibrate": self.calibrate,
             "start": "cold" if self.cold_start else "warm",
+            "retry_noisy": self.retry_noisy,
+            "noisy_threshold": self.noisy_threshold,
             # only when asked for, so that suites from before the option still resume
             **({"workers": self.workers} if self.workers > 1 else {}),
         }
@@ -117,6 +123,9 @@ class RunRecord:
     error: str | None = None
     device: str | None = None
     api_level: str | None = None
+    level: str | None = None  # the API level's family, and this variant's rung on its ladder
+    rung: int | None = None
+    attempts: int = 0  # runs made of it: more than one when --retry-noisy measured it again
     started: str | None = None
     wall_seconds: float | None = None
     first_step_seconds: float | None = None
@@ -361,25 +370,19 @@ class Suite:
         active: dict[int, Worker] = {}
         try:
             self.save()
-            while todo or active:
-                while todo and len(active) < self.config.jobs:
-                    worker = self._start(todo.popleft(), events)
-                    active[id(worker)] = worker
-                try:
-                    worker, event = events.get(timeout=POLL_SECONDS)
-                except queue.Empty:
-                    worker, event = None, None
-                if worker is not None and event is not None:
-                    self._on_event(worker, event)
-                elif worker is not None:  # its pipe closed: the process is gone or going
-                    self._reap(worker)
-                    del active[id(worker)]
-                    self._finish(worker)
-                    self._drop_task_file(worker.record.seed, todo, active)
-                for w in active.values():
-                    if not w.timed_out and w.elapsed > self.config.timeout:
-                        w.timed_out = True
-                        w.kill()
+            if any(self._warm(r.variant) for r in todo):
+                # before the first run, so that its start-up overlaps no timed window
+                with self._activity("warm server start"):
+                    self.launcher.start_server()
+            self._run(todo, events, active)
+            for _ in range(self.config.retry_noisy):
+                noisy = [r for r in self.records if r.key in self._noisy_keys()]
+                if not noisy:
+                    break
+                names = ", ".join(f"{r.variant} seed {r.seed}" for r in noisy)
+                self.listener.note(f"measuring again what outside load disturbed: {names}")
+                todo.extend(noisy)
+                self._run(todo, events, active)
             self._calibrate()
             self.manifest["finished"] = utc_now()
         except KeyboardInterrupt:
@@ -395,6 +398,53 @@ class Suite:
             self._cleanup()
         failed = any(r.status != "ok" for r in self.records)
         return 1 if failed or self.summary()["parity_pass"].eq(False).any() else 0
+
+    def _run(
+        self,
+        todo: deque[RunRecord],
+        events: queue.Queue[tuple[Worker, dict[str, Any] | None]],
+        active: dict[int, Worker],
+    ) -> None:
+        """Start runs from `todo` (up to --jobs at a time) and follow them to their end."""
+        while todo or active:
+            while todo and len(active) < self.config.jobs:
+                worker = self._start(todo.popleft(), events)
+                active[id(worker)] = worker
+            try:
+                worker, event = events.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                worker, event = None, None
+            if worker is not None and event is not None:
+                self._on_event(worker, event)
+            elif worker is not None:  # its pipe closed: the process is gone or going
+                self._reap(worker)
+                del active[id(worker)]
+                self._finish(worker)
+                self._drop_task_file(worker.record.seed, todo, active)
+            for w in active.values():
+                if not w.timed_out and w.elapsed > self.config.timeout:
+                    w.timed_out = True
+                    w.kill()
+
+    def _noisy_keys(self) -> set[tuple[str, int]]:
+        summary = self.summary()
+        noisy = summary[summary["noisy"].eq(True) & summary["status"].eq("ok")]
+        return {(v, int(s)) for v, s in zip(noisy["variant"], noisy["seed"], strict=True)}
+
+    @contextlib.contextmanager
+    def _activity(self, name: str) -> Iterator[None]:
+        """Harness work outside any run, on the timeline the isolation check reads."""
+        start = time.perf_counter()  # CLOCK_MONOTONIC, the clock of the workers' windows
+        try:
+            yield
+        finally:
+            self.manifest.setdefault("timeline", []).append(
+                {"activity": name, "start": start, "end": time.perf_counter()}
+            )
+
+    def _warm(self, variant: str) -> bool:
+        source = self.sources.get(variant)
+        return source is not None and uses_framework(source.imports)
 
     def _reap(self, worker: Worker) -> None:
         """Wait for a worker whose pipe closed. One that hangs on its way out (TensorFlow's
@@ -423,7 +473,9 @@ class Suite:
         return env
 
     def _start(self, record: RunRecord, events: queue.Queue[Any]) -> Worker:
+        attempts = record.attempts or 0
         self._reset(record)
+        record.attempts = attempts + 1
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in record.variant)
         log = self.config.out / "logs" / f"{safe}-seed{record.seed}.log"
         record.log = str(log.relative_to(self.config.out))
@@ -440,8 +492,7 @@ class Suite:
             workers=self.config.workers,
         )
         self.listener.run_started(record)
-        source = self.sources.get(record.variant)
-        warm = source is not None and uses_framework(source.imports)
+        warm = self._warm(record.variant)
         launcher: Any = self.launcher
         if self.config.workers > 1 and cluster.layout(config.variant_path) == "ranks":
             # N processes with their supervisor: one worker process to this runner
@@ -469,6 +520,7 @@ class Suite:
         record, kind = worker.record, event.get("event")
         if kind == "start":
             record.api_level = event.get("api_level")
+            record.level, record.rung = event.get("level"), event.get("rung")
             record.device = event.get("device")
             record.params = event.get("params")
             record.import_seconds = event.get("import_seconds")
@@ -505,6 +557,9 @@ class Suite:
                 "test_accuracy": event["test_accuracy"],
                 "seconds": event["seconds"],
                 "samples_per_second": n / event["seconds"] if event["seconds"] > 0 else None,
+                "foreign_cpu_seconds": event.get("foreign_cpu_seconds"),
+                "window_start": (event.get("window") or [None, None])[0],
+                "window_end": (event.get("window") or [None, None])[1],
             }
         )
         self.listener.epoch_finished(record, epoch, event["train_loss"], event["test_accuracy"])
@@ -593,7 +648,8 @@ class Suite:
     def _measure(self, module: str, argv: list[str]) -> dict[str, Any]:
         """`python -m module argv` (warm if possible), its JSON output or {"error": why}."""
         try:
-            code, stdout = self.launcher.run_module(module, argv, timeout=300)
+            with self._activity(module):
+                code, stdout = self.launcher.run_module(module, argv, timeout=300)
             if code == 0:
                 return json.loads(stdout)
             error = f"{module} exited with status {code}"
@@ -626,6 +682,10 @@ class Suite:
                 "params": r.params,
                 "loc": source.loc if source else None,
                 "source_sha256": source.sha256 if source else None,
+                "level": r.level,
+                "rung": r.rung,
+                "contended": self.config.jobs > 1,
+                "attempts": r.attempts,
             }
             epochs = self.epochs.get(r.key, [])
             if r.status == "ok" and epochs:
@@ -639,6 +699,16 @@ class Suite:
                     epochs_to_target=to_target[0],
                     seconds_to_target=to_target[1],
                 )
+                foreign = [e.get("foreign_cpu_seconds") for e in epochs]
+                load = noise.assess(
+                    [None if pd.isna(f) else f for f in metrics.steady(foreign)],
+                    metrics.steady(sec),
+                    threshold=self.config.noisy_threshold,
+                )
+                if load is not None:
+                    row.update(
+                        foreign_cpu=load.cores, foreign_cpu_se=load.standard_error, noisy=load.noisy
+                    )
             if self.config.parity and r.seed in reference and r.status == "ok":
                 losses, tol = self._losses(r.key), metrics.PARITY_TOLERANCE
                 gap = metrics.max_abs_diff(losses, reference[r.seed])
@@ -660,6 +730,17 @@ class Suite:
 
     def save(self) -> None:
         self.manifest["runs"] = [asdict(r) for r in self.records]
+        windows = [
+            (e["window_start"], e["window_end"])
+            for r in self.records
+            for e in self.epochs.get(r.key, [])
+            if e.get("window_start") is not None
+        ]
+        activities = self.manifest.get("timeline", [])
+        self.manifest["isolation"] = {
+            "timed_windows": len(windows),
+            "overlaps": timeline.overlaps(windows, activities),
+        }
 
         def frame(store: dict[tuple[str, int], list[dict[str, Any]]], cols: list[str]) -> Any:
             # only finished runs: rows of a run still going would look like a short result

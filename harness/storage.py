@@ -30,6 +30,9 @@ EPOCHS_COLUMNS = [
     "test_accuracy",
     "seconds",
     "samples_per_second",
+    "foreign_cpu_seconds",
+    "window_start",
+    "window_end",
 ]
 SUMMARY_COLUMNS = [
     "variant",
@@ -38,6 +41,8 @@ SUMMARY_COLUMNS = [
     "error",
     "api_level",
     "device",
+    "level",
+    "rung",
     "test_accuracy",
     "test_loss",
     "samples_per_second",
@@ -51,6 +56,11 @@ SUMMARY_COLUMNS = [
     "parity_max_abs_diff",
     "parity_pass",
     "parity_steps_within",
+    "foreign_cpu",
+    "foreign_cpu_se",
+    "noisy",
+    "contended",
+    "attempts",
     "flops_per_sample",
     "roofline_fraction",
 ]
@@ -61,10 +71,20 @@ _NULLABLE = {
     "params": "Int64",
     "loc": "Int64",
     "parity_pass": "boolean",
+    "rung": "Int64",
+    "noisy": "boolean",
+    "contended": "boolean",
+    "attempts": "Int64",
     "parity_steps_within": "Int64",
 }
 
 STATUSES = ("ok", "failed", "timeout", "diverged", "pending")
+# Columns added after folders of this schema were first written: a folder without them reads
+# with them empty (their measurement did not exist yet), rather than failing.
+LATER_COLUMNS = {
+    "foreign_cpu_seconds", "window_start", "window_end", "level", "rung", "foreign_cpu",
+    "foreign_cpu_se", "noisy", "contended", "attempts",
+}  # fmt: skip
 
 
 class ResultsError(Exception):
@@ -152,6 +172,8 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
         return empty_frame(columns)
     except (OSError, ValueError) as exc:
         raise ResultsError(f"cannot read {path}: {exc}") from None
+    for c in LATER_COLUMNS.intersection(columns).difference(frame.columns):
+        frame[c] = pd.NA
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ResultsError(f"{path} lacks columns {', '.join(missing)}")
