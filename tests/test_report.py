@@ -26,6 +26,7 @@ HOSTILE = "<script>alert(1)</script>"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIGURE_FILES = {
     "loss.png",
+    "cost_ladder.png",
     "parity.png",
     "accuracy.png",
     "final_accuracy.png",

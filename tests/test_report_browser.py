@@ -81,7 +81,7 @@ def test_every_image_loads_in_chromium(report: Path, tmp_path: Path) -> None:
     assert match, f"the probe did not run: {result.stderr[-2000:]}"
     found = json.loads(match.group(1))
     pngs = sorted(report.parent.glob("*.png"))
-    assert len(found["embedded"]) == len(pngs) == len(found["linked"]) == 9
+    assert len(found["embedded"]) == len(pngs) == len(found["linked"]) == 10
     width = round(WIDTH * DPI)  # every figure is one column wide
     assert all(w == width for w in found["embedded"]), found
     assert all(w == width for w in found["linked"]), found

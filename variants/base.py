@@ -79,6 +79,10 @@ class Variant(Protocol):
     """One implementation of the task at one API level.
 
     A Protocol rather than a base class, so a Keras variant may still inherit `keras.Model`.
+
+    Optional class attributes place a variant on its level's cost ladder in reports: `level`
+    (the family: "NumPy", "tf.compat.v1", "TF2 core", "Keras", ...) and `rung` (0 = the form
+    tutorials teach, higher = faster forms of the same level; unique within a level).
     """
 
     name: ClassVar[str]
@@ -92,7 +96,9 @@ class Variant(Protocol):
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
         """Train on x (n, input_size) float32 and y (n,) int64 in the order given, in
         consecutive batches of `batch_size` (the last may be short); never shuffle.
-        Return the exact loss of every step, shape (ceil(n / batch_size),)."""
+        Return the exact loss of every step, shape (ceil(n / batch_size),): a NumPy array or
+        any array-like (a framework tensor may stay on its device; the harness converts it
+        inside the timed window, so queued work is timed)."""
         ...
 
     def predict(self, x: np.ndarray) -> np.ndarray:

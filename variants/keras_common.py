@@ -24,13 +24,16 @@ def keras_optimizer(opt: Optimizer) -> keras.optimizers.Optimizer:
     raise TypeError(f"unknown optimizer {opt!r}")
 
 
-def compile_model(model: keras.Model, optimizer: Optimizer, metrics=None) -> None:
+def compile_model(
+    model: keras.Model, optimizer: Optimizer, metrics=None, jit_compile=False, **options
+) -> None:
     model.compile(
         optimizer=keras_optimizer(optimizer),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=metrics,
         # "auto" turns XLA on when a GPU is visible; XLA is measured by a variant of its own.
-        jit_compile=False,
+        jit_compile=jit_compile,
+        **options,
     )
 
 

@@ -12,6 +12,7 @@ from variants.keras_common import KerasFit
 class KerasFunctional(KerasFit):
     name = "keras_functional"
     api_level = "Keras Functional API + fit"
+    level = "Keras"  # as fast as Sequential: a way to build, not a rung
 
     def make_model(self, spec: ModelSpec) -> keras.Model:
         inputs = keras.Input(shape=(spec.input_size,))

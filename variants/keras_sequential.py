@@ -11,6 +11,7 @@ from variants.keras_common import KerasFit
 class KerasSequential(KerasFit):
     name = "keras_sequential"
     api_level = "Keras Sequential + fit"
+    level, rung = "Keras", 0
 
     def make_model(self, spec: ModelSpec) -> keras.Model:
         return keras.Sequential(

@@ -24,6 +24,7 @@ class MLP(keras.Model):
 class KerasSubclass(KerasFit):
     name = "keras_subclass"
     api_level = "Keras Model subclass + fit"
+    level = "Keras"  # as fast as Sequential: a way to build, not a rung
 
     def make_model(self, spec: ModelSpec) -> keras.Model:
         model = MLP(spec)

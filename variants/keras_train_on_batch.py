@@ -12,6 +12,7 @@ from variants.keras_common import compile_model
 class KerasTrainOnBatch:
     name = "keras_train_on_batch"
     api_level = "Keras train_on_batch loop"
+    level, rung = "Keras", 1
 
     def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
         self.model = keras.Sequential(

@@ -19,6 +19,7 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
 class NumpyScratch:
     name = "numpy_scratch"
     api_level = "NumPy, no framework"
+    level, rung = "NumPy", 0
 
     def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
         self.params = [np.array(w, dtype=np.float32) for w in init_weights]

@@ -32,6 +32,7 @@ def make_optimizer(opt: Optimizer) -> v1.train.Optimizer:
 class TF1Graph:
     name = "tf1_graph"
     api_level = "tf.compat.v1 graph + Session"
+    level, rung = "tf.compat.v1", 0
 
     def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
         graph = tf.Graph()

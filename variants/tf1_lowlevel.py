@@ -47,6 +47,7 @@ def update_ops(opt: Optimizer, params: list[tf.Variable], grads: list[tf.Tensor]
 class TF1LowLevel:
     name = "tf1_lowlevel"
     api_level = "tf.compat.v1 graph, tf.gradients + manual updates"
+    level, rung = "tf.compat.v1", 1
 
     def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
         graph = tf.Graph()

@@ -60,9 +60,13 @@ class TapeMLP:
         self.optimizer.apply_gradients(zip(grads, self.params, strict=True))
         return loss
 
-    def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
-        batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)  # in order
-        return np.array([self.train_step(xb, yb).numpy() for xb, yb in batches])
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.Tensor:
+        # NumPy slices, one batch per step; the losses stay on the device until the epoch ends
+        # (a `.numpy()` per step would wait for every step before starting the next).
+        steps = range(0, len(x), batch_size)
+        return tf.stack(
+            [self.train_step(x[i : i + batch_size], y[i : i + batch_size]) for i in steps]
+        )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x).numpy()
@@ -74,6 +78,7 @@ class TapeMLP:
 class TF2Eager(TapeMLP):
     name = "tf2_eager"
     api_level = "TF2 tf.Variable + GradientTape, eager"
+    level, rung = "TF2 core", 0
 
     def compile(self, step, input_signature):
         return step  # every op runs as Python reaches it
@@ -82,6 +87,7 @@ class TF2Eager(TapeMLP):
 class TF2Function(TapeMLP):
     name = "tf2_function"
     api_level = "TF2 tf.Variable + GradientTape in tf.function"
+    level, rung = "TF2 core", 2
 
     def compile(self, step, input_signature):
         return tf.function(step, input_signature=input_signature)
@@ -90,7 +96,22 @@ class TF2Function(TapeMLP):
 class TF2FunctionXLA(TapeMLP):
     name = "tf2_function_xla"
     api_level = "TF2 tf.Variable + GradientTape in tf.function(jit_compile=True)"
+    level, rung = "TF2 core", 3
 
     def compile(self, step, input_signature):
         # XLA compiles once per concrete input shape: the short last batch is compiled once more.
         return tf.function(step, input_signature=input_signature, jit_compile=True)
+
+
+class TF2TFData(TF2Function):
+    """The tf.function step fed by a `tf.data` pipeline, as most TF2 tutorials feed it. The
+    pipeline is rebuilt each epoch from the epoch's arrays (the harness owns their order)."""
+
+    name = "tf2_tfdata"
+    api_level = "TF2 GradientTape in tf.function, fed by tf.data"
+    level, rung = "TF2 core", 1
+
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.Tensor:
+        batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)  # in order
+        batches = batches.prefetch(tf.data.AUTOTUNE)  # the next batch is made while one trains
+        return tf.stack([self.train_step(xb, yb) for xb, yb in batches])

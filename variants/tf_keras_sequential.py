@@ -45,6 +45,7 @@ class BatchLoss(tf_keras.metrics.Metric):
 class TFKerasSequential:
     name = "tf_keras_sequential"
     api_level = "Keras 2 (tf_keras) Sequential + fit"
+    level, rung = "tf.keras 2 (legacy)", 0
 
     def make_model(self, spec: ModelSpec) -> tf_keras.Model:
         return tf_keras.Sequential(

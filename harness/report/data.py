@@ -112,12 +112,15 @@ def throughput_samples(epochs: pd.DataFrame) -> pd.DataFrame:
 
 
 def throughput_by_label(data: ReportData) -> dict[str, np.ndarray]:
-    """Throughput samples per label from the epoch windows of ok runs; a run without epoch
-    rows contributes its summary's steady-state value instead, so no variant is left out."""
-    windows = throughput_samples(data.ok_runs(data.epochs))
+    """Throughput samples per label from the epoch windows of ok runs that outside load did
+    not disturb (`noisy` in summary.csv); a run without epoch rows contributes its summary's
+    steady-state value instead, so no variant is left out."""
+    quiet = data.ok[~data.ok["noisy"].eq(True)]
+    keys = quiet[["label", "seed"]].drop_duplicates()
+    windows = throughput_samples(data.epochs.merge(keys, on=["label", "seed"], how="inner"))
     out: dict[str, np.ndarray] = {}
     for lab in data.labels:
-        ok = data.ok[data.ok["label"] == lab]
+        ok = quiet[quiet["label"] == lab]
         w = windows[windows["label"] == lab]
         missing = ok[~ok["seed"].isin(w["seed"])]["samples_per_second"]
         values = np.concatenate([w["samples_per_second"].to_numpy(float), missing.to_numpy(float)])
@@ -125,6 +128,38 @@ def throughput_by_label(data: ReportData) -> dict[str, np.ndarray]:
         if values.size:
             out[lab] = values
     return out
+
+
+def noisy_runs(data: ReportData) -> pd.DataFrame:
+    """Finished runs whose timed epochs other processes disturbed, left out of speed claims."""
+    return data.ok[data.ok["noisy"].eq(True)]
+
+
+def ladder(data: ReportData) -> pd.DataFrame:
+    """Each level's cost ladder: its rungs in order (the form tutorials teach first), their
+    median throughput, and each rung's speed-up over the rung below it as a ratio of medians
+    with a 95 % bootstrap interval over the epoch windows."""
+    samples = throughput_by_label(data)
+    on_ladder = data.ok.dropna(subset=["level", "rung"]).drop_duplicates("label")
+    rows = []
+    for level, rungs in on_ladder.groupby("level", sort=False):
+        below: str | None = None
+        for _, r in rungs.sort_values("rung").iterrows():
+            lab = r["label"]
+            if lab not in samples:
+                continue
+            row = {"level": level, "rung": int(r["rung"]), "variant": lab,
+                   "samples/s (median)": float(np.median(samples[lab]))}  # fmt: skip
+            if below is not None:
+                step = stats.ratio_of_medians(samples[below], samples[lab])
+                row.update({"over": below, "speed-up": step.ratio, "95% CI":
+                            _range(step.low, step.high)})  # fmt: skip
+            rows.append(row)
+            below = lab
+    return pd.DataFrame(rows, columns=LADDER_COLUMNS)
+
+
+LADDER_COLUMNS = ["level", "rung", "variant", "samples/s (median)", "over", "speed-up", "95% CI"]
 
 
 def startup_breakdown(data: ReportData) -> pd.DataFrame:

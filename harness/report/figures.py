@@ -33,6 +33,7 @@ from harness.report.data import (  # noqa: E402
     ReportData,
     SweepData,
     format_number,
+    ladder,
     parity_differences,
     startup_breakdown,
     throughput_by_label,
@@ -454,6 +455,38 @@ def loc_vs_throughput(data: ReportData, palette: Palette, out: Path) -> Path | N
     return _save(fig, out / "loc_vs_throughput.png")
 
 
+def cost_ladder(data: ReportData, palette: Palette, out: Path) -> Path | None:
+    """One panel per level: its rungs left to right, each rung's throughput windows, and the
+    speed-up over the rung below written above it."""
+    table = ladder(data)
+    levels = [lv for lv, g in table.groupby("level", sort=False) if len(g) > 1]
+    if not levels:
+        return None
+    samples = throughput_by_label(data)
+    fig, axes = plt.subplots(1, len(levels), figsize=(WIDTH, 4.2), squeeze=False)
+    for ax, level in zip(axes[0], levels, strict=True):
+        rungs = table[table["level"] == level]
+        for i, r in enumerate(rungs.itertuples()):
+            values = samples[r.variant]
+            ax.scatter(_jitter(values.size, i), values, s=12, color=palette[r.variant])
+            ax.hlines(np.median(values), i - 0.3, i + 0.3, color=palette[r.variant], lw=2.5)
+            if i:
+                ax.annotate(
+                    f"{rungs['speed-up'].iloc[i]:.2f}×",
+                    (i, np.median(values)), xytext=(0, 9), textcoords="offset points",
+                    ha="center", fontsize=8, weight="bold",
+                )  # fmt: skip
+        ax.set_xticks(range(len(rungs)), [text(v) for v in rungs["variant"]], rotation=30,
+                      ha="right", fontsize=8)  # fmt: skip
+        ax.set_ylim(0, 1.18 * float(rungs["samples/s (median)"].max()))  # room for the labels
+        ax.set_xlim(-0.6, len(rungs) - 0.4)
+        ax.set(title=level, ylabel="training samples per second")
+    _note(
+        fig, "dots: one epoch window each; bar: median; label: speed-up over the rung to its left"
+    )
+    return _save(fig, out / "cost_ladder.png")
+
+
 # The report's figures in page order, with the heading and caption the page shows.
 FIGURES: tuple[tuple[str, str, FigureFunction], ...] = (
     (
@@ -477,6 +510,12 @@ FIGURES: tuple[tuple[str, str, FigureFunction], ...] = (
         "Throughput",
         "Training samples per second once tracing is done; every dot is one epoch of one seed.",
         throughput,
+    ),
+    (
+        "Cost ladder",
+        "Each API level from the form tutorials teach (left) to the fastest form it allows "
+        "(right): what every convenience costs, measured in the same suite.",
+        cost_ladder,
     ),
     (
         "First step",

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.report.data import ReportData, SweepData, format_number, variant_table
+from harness.report.data import ReportData, SweepData, format_number, ladder, variant_table
 from harness.report.verdict import Finding
 
 FAILED_STATUSES = ("failed", "timeout", "diverged", "pending")
@@ -78,6 +78,7 @@ def page(
         "<p>Only finished runs are drawn; failed runs are listed in the tables below. "
         "Each variant keeps its colour in every figure.</p>",
         *(_figure(h, c, p) for h, c, p in figures),
+        *_ladder_section(data),
         '<h2 id="variants">Per variant</h2>',
         "<p>Means with the half-width of the 95 % t-interval over seeds; medians and "
         "interquartile ranges over the steady-state epoch windows.</p>",
@@ -92,6 +93,19 @@ def page(
         f"<pre>{escape(report_command)}</pre>",
     ]
     return document(title or f"mlpbench report: {names}", body)
+
+
+def _ladder_section(data: ReportData) -> list[str]:
+    rungs = ladder(data)
+    if rungs.empty:
+        return []
+    return [
+        '<h2 id="ladder">Cost ladder</h2>',
+        "<p>Per level, its rungs from the form tutorials teach to the fastest it allows; "
+        "speed-up: the median throughput over the rung above it in the table, with a 95 % "
+        "bootstrap interval over epoch windows. Runs flagged noisy are left out.</p>",
+        table(formatted(rungs), "ladder"),
+    ]
 
 
 def sweep_section(

@@ -19,6 +19,8 @@ from harness.report.data import (
     ReportData,
     SweepData,
     format_number,
+    ladder,
+    noisy_runs,
     parity_was_run,
     startup_breakdown,
     throughput_by_label,
@@ -35,8 +37,8 @@ class Finding:
 def verdict(data: ReportData) -> list[Finding]:
     if data.ok.empty:  # a suite that just started, or where everything failed
         return [_runs(data)]
-    findings = [_runs(data), _parity(data), _accuracy(data), _speed(data), _first_step(data)]
-    findings += [_target(data), _overhead(data)]
+    findings = [_runs(data), _noise(data), _parity(data), _accuracy(data), _speed(data)]
+    findings += [_ladder(data), _first_step(data), _target(data), _overhead(data)]
     return [f for f in findings if f is not None]
 
 
@@ -82,6 +84,51 @@ def _runs(data: ReportData) -> Finding:
         for (label, reason), g in reasons.groupby(["label", "reason"], sort=False)
     )
     return Finding("Runs", f"{text}, {len(failed)} did not: {listed}.")
+
+
+def _noise(data: ReportData) -> Finding | None:
+    """Runs whose timing outside load disturbed, and suites whose runs shared the CPU."""
+    parts = []
+    noisy = noisy_runs(data)
+    if not noisy.empty:
+        listed = ", ".join(
+            f"{r.label} seed {r.seed} ({r.foreign_cpu:.2f} cores)" for r in noisy.itertuples()
+        )
+        parts.append(
+            f"{len(noisy)} run(s) ran while other processes used the CPU and are left out of "
+            f"every speed claim: {listed}; measure them again with --retry-noisy"
+        )
+    contended = data.ok[data.ok["contended"].eq(True)]
+    if not contended.empty:
+        parts.append(
+            f"{contended['label'].nunique()} variant(s) ran with --jobs above 1: their runs "
+            "shared the CPU with each other, so their speeds are not comparable"
+        )
+    return Finding("Noise", "; ".join(parts) + ".") if parts else None
+
+
+def _ladder(data: ReportData) -> Finding | None:
+    """Per level: its fastest form, and what each convenience below it costs."""
+    table = ladder(data)
+    sentences = []
+    for level, rungs in table.groupby("level", sort=False):
+        if len(rungs) < 2:
+            continue
+        fastest = rungs.loc[rungs["samples/s (median)"].idxmax()]
+        base = rungs.iloc[0]
+        steps = ", ".join(
+            f"{r['variant']} {r['speed-up']:.2f}× ({r['95% CI']})"
+            for _, r in rungs.iloc[1:].iterrows()
+        )
+        sentences.append(
+            f"{level}: fastest as {fastest['variant']} at "
+            f"{format_number(fastest['samples/s (median)'])} samples/s, "
+            f"{fastest['samples/s (median)'] / base['samples/s (median)']:.2f}× its tutorial "
+            f"form {base['variant']}; rung by rung: {steps}"
+        )
+    if not sentences:
+        return None
+    return Finding("Cost ladder", "; ".join(sentences) + ".")
 
 
 def _parity(data: ReportData) -> Finding:
