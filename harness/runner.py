@@ -626,7 +626,7 @@ class Suite:
             argv += ["--min-seconds", str(CALIBRATION_SECONDS)]
             parts = [
                 self._measure("harness.roofline", [*argv, "--backends", backend])
-                for backend in ("numpy", "tensorflow")
+                for backend in roofline.BACKENDS
             ]
             failed = [p for p in parts if "error" in p]
             self.manifest["calibration"] = failed[0] if failed else roofline.combine(parts)

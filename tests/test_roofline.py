@@ -8,14 +8,20 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from harness.roofline import (
+    BACKENDS,
+    CHAINS_PER_CALL,
     calibrate,
     combine,
     flops_per_sample,
+    gemm_operands,
     gemm_shapes,
+    numpy_gemm_step,
     roofline_fraction,
+    tensorflow_gemm_step,
 )
 from variants.base import ModelSpec
 
@@ -55,11 +61,12 @@ def test_roofline_fraction_arithmetic():
 
 def test_calibrate_returns_positive_finite_throughputs():
     result = calibrate(TINY, batch_size=8, min_seconds=0.03, repeats=3, warmup_seconds=0.01)
-    for key in ("numpy_gflops", "tensorflow_gflops", "peak_gflops"):
+    for key in ("numpy_gflops", "tensorflow_gflops", "xla_gflops", "peak_gflops"):
         assert math.isfinite(result[key]) and result[key] > 0, key
-    assert result["peak_gflops"] == max(result["numpy_gflops"], result["tensorflow_gflops"])
+    best = max(BACKENDS, key=lambda b: result[f"{b}_gflops"])
+    assert result["peak_gflops"] == result[f"{best}_gflops"] and result["peak_backend"] == best
     assert result["flops_per_sample"] == flops_per_sample(TINY)
-    for backend in ("numpy", "tensorflow"):
+    for backend in BACKENDS:
         samples = result["samples"][backend]
         assert len(samples) == 3 and all(s > 0 and math.isfinite(s) for s in samples)
     json.dumps(result)  # the runner stores it in the manifest
@@ -86,6 +93,7 @@ def test_combine_merges_backends_measured_apart():
         "numpy_gflops": 80.0,
         "tensorflow_gflops": None,
         "peak_gflops": 80.0,
+        "peak_backend": "numpy",
         "flops_per_sample": 10,
         "samples": {"numpy": [79.0, 81.0]},
     }
@@ -93,10 +101,22 @@ def test_combine_merges_backends_measured_apart():
         "numpy_gflops": None,
         "tensorflow_gflops": 95.0,
         "peak_gflops": 95.0,
+        "peak_backend": "tensorflow",
         "flops_per_sample": 10,
         "samples": {"tensorflow": [94.0, 96.0]},
     }
     out = combine([numpy_part, tf_part])
     assert out["numpy_gflops"] == 80.0 and out["tensorflow_gflops"] == 95.0
-    assert out["peak_gflops"] == 95.0
+    assert out["peak_gflops"] == 95.0 and out["peak_backend"] == "tensorflow"
     assert out["samples"] == {"numpy": [79.0, 81.0], "tensorflow": [94.0, 96.0]}
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_tensorflow_chain_computes_the_numpy_products(jit_compile):
+    """The traced loop (and its XLA form) runs the real chain: its last weight gradient equals
+    NumPy's on the same batch, so no product was folded away or computed on other data."""
+    x, kernels = gemm_operands(TINY, batch_size=8)
+    step, _ = tensorflow_gemm_step(x, kernels, jit_compile=jit_compile)
+    last = np.roll(x, CHAINS_PER_CALL - 1, axis=0)  # the batch of the loop's last chain
+    numpy_step = numpy_gemm_step(last, kernels)
+    np.testing.assert_allclose(step(), numpy_step()[0], rtol=1e-4, atol=1e-5)
