@@ -158,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.report import cli as report_cli  # report, compare, export-tensorboard
 
     report_cli.register(commands)
+
+    p = commands.add_parser(
+        "bench-compare",
+        help="the CI gate: is a pytest-benchmark JSON slower than a baseline's? (exit 1 if so)",
+        add_help=False,  # its own parser answers --help
+    )
+    p.add_argument("rest", nargs=argparse.REMAINDER)  # main() hands them to bench_compare
     return parser
 
 
@@ -609,6 +616,10 @@ def _interrupt_on_sigterm() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench-compare"]:  # its own parser, --help included
+        from harness.report import bench_compare
+
+        return bench_compare.main(argv[1:], prog=f"{PROG} bench-compare")
     args = build_parser().parse_args(argv)
     args.argv = argv
     _interrupt_on_sigterm()

@@ -171,19 +171,26 @@ class RatioCI:
 
 
 def ratio_of_medians(
-    a: Sequence[float], b: Sequence[float], confidence: float = 0.95, seed: int = 0
+    a: Sequence[float],
+    b: Sequence[float],
+    confidence: float = 0.95,
+    seed: int = 0,
+    quantile: float = 0.5,
 ) -> RatioCI:
-    """How many times faster B is than A, resampling each group's timing windows (independent
-    groups). With fewer than 2 samples on a side the interval is the point itself."""
+    """How many times B's median (or another `quantile`) is A's, with an interval from
+    resampling each group's samples (independent groups). With fewer than 2 samples on a side
+    the interval is the point itself."""
     xa, xb = clean(a), clean(b)
-    if not xa.size or not xb.size or np.median(xa) == 0:
+    if not xa.size or not xb.size or np.quantile(xa, quantile) == 0:
         return RatioCI(math.nan, math.nan, math.nan, confidence)
-    ratio = float(np.median(xb) / np.median(xa))
+    ratio = float(np.quantile(xb, quantile) / np.quantile(xa, quantile))
     if min(xa.size, xb.size) < 2:
         return RatioCI(ratio, ratio, ratio, confidence)
     result = sps.bootstrap(
         (xb, xa),
-        lambda b, a, axis: np.median(b, axis=axis) / np.median(a, axis=axis),
+        lambda b, a, axis: (
+            np.quantile(b, quantile, axis=axis) / np.quantile(a, quantile, axis=axis)
+        ),
         vectorized=True,
         n_resamples=2000,
         confidence_level=confidence,

@@ -69,13 +69,14 @@ CONFIGS = {
         overhead_epochs=6,
         overhead_rounds=10,
     ),
-    # CI: a digits-sized model, one batch size, under a minute for every variant.
+    # CI: one batch size, a model wide enough that a step's GEMMs outweigh its Python overhead
+    # (784-256-128: ~1 MFLOP per sample) yet every variant fits in a couple of minutes.
     "short": BenchConfig(
         mode="short",
-        spec=ModelSpec(input_size=64, hidden=(64, 32), num_classes=10),
+        spec=ModelSpec(input_size=784, hidden=(256, 128), num_classes=10),
         batch_sizes=(128,),
-        samples_per_round=1280,
-        rounds=10,
+        samples_per_round=5120,  # 40 steps: fit's per-call set-up weighs less than at 10
+        rounds=20,
         min_seconds=1.0,
         max_rounds=200,
         warmup_rounds=2,
@@ -128,6 +129,35 @@ def fixed_batch(config: BenchConfig, batch_size: int) -> tuple[np.ndarray, np.nd
     x = rng.random((n, config.spec.input_size), dtype=np.float32)
     y = rng.integers(0, config.spec.num_classes, size=n, dtype=np.int64)
     return x, y
+
+
+def slowdown(name: str) -> float:
+    """MLPBENCH_BENCH_SLOWDOWN=variant:fraction[,variant:fraction...] (`*` for every variant)
+    makes those variants' rounds that much slower with real extra work (a busy loop after each
+    round, `fraction` of the round's own time): how the gate is shown to catch a regression."""
+    value = os.environ.get("MLPBENCH_BENCH_SLOWDOWN", "")
+    fractions = {}
+    for item in filter(None, value.split(",")):
+        variant, _, fraction = item.rpartition(":")
+        try:
+            fractions[variant] = float(fraction)
+        except ValueError:
+            raise pytest.UsageError(
+                f"MLPBENCH_BENCH_SLOWDOWN={value!r}: use variant:fraction[,variant:fraction]"
+            ) from None
+    return fractions.get(name, fractions.get("*", 0.0))
+
+
+def slowed(run: Callable[[], None], fraction: float) -> Callable[[], None]:
+    def run_with_extra_work() -> None:
+        t0 = time.perf_counter()
+        run()
+        extra = fraction * (time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        while time.perf_counter() - t1 < extra:
+            pass
+
+    return run_with_extra_work
 
 
 def warm_up(run: Callable[[], object], calls: int = 2) -> float:

@@ -13,6 +13,9 @@ roofline table printed at the end), never turned into failing tests.
 
 from __future__ import annotations
 
+import sys
+import time
+import types
 from typing import Any
 
 import numpy as np
@@ -20,13 +23,29 @@ import pytest
 
 import variants
 from harness.datasets import load_digits
+from harness.launch import uses_framework
 from harness.overhead import measure
-from harness.roofline import flops_per_sample, gemm_step, roofline_fraction
+from harness.roofline import (
+    BACKENDS,
+    CHAINS_PER_CALL,
+    flops_per_sample,
+    gemm_step,
+    roofline_fraction,
+)
 from harness.run import cluster
 from harness.task import glorot_uniform, make_task
 from variants.base import Adam
 
-from .conftest import OVERHEAD, REPORT, BenchConfig, bench_config, fixed_batch, warm_up
+from .conftest import (
+    OVERHEAD,
+    REPORT,
+    BenchConfig,
+    bench_config,
+    fixed_batch,
+    slowdown,
+    slowed,
+    warm_up,
+)
 
 CONFIG = bench_config()
 OPTIMIZER = Adam()
@@ -50,6 +69,12 @@ def describe(config: BenchConfig, batch_size: int) -> dict[str, Any]:
     }
 
 
+def uses_tensorflow(cls: type) -> bool:
+    module = sys.modules[cls.__module__]
+    imported = {m.__name__ for m in vars(module).values() if isinstance(m, types.ModuleType)}
+    return uses_framework(imported)
+
+
 def record_roofline(
     benchmark: Any, name: str, batch_size: int, calibration: dict[str, Any]
 ) -> None:
@@ -65,6 +90,7 @@ def record_roofline(
         peak_gflops=calibration["peak_gflops"],
         numpy_gflops=calibration["numpy_gflops"],
         tensorflow_gflops=calibration["tensorflow_gflops"],
+        xla_gflops=calibration["xla_gflops"],
         roofline_fraction=fraction,
     )
     REPORT.append({"name": name, **info})
@@ -80,22 +106,50 @@ def test_train_steps(benchmark, name, batch_size, config, calibration):
     variant = cls()
     x, y = fixed_batch(config, batch_size)
     variant.build(config.spec, OPTIMIZER, glorot_uniform(config.spec, np.random.default_rng(0)))
-    round_seconds = warm_up(lambda: variant.train_epoch(x, y, batch_size))
 
+    def run() -> None:  # as the harness times it: until the losses are in host memory
+        np.asarray(variant.train_epoch(x, y, batch_size))
+
+    if extra := slowdown(name):
+        run = slowed(run, extra)
+
+    round_seconds = warm_up(run)
+    # The machine's speed, measured before every round in the same process: the same steps'
+    # GEMMs in the variant's own framework (NumPy's BLAS or TensorFlow's graph). A round's
+    # time over its reference's is comparable across runs and machines (tests/benchmarks/
+    # README.md), which the gate (harness/report/bench_compare.py) compares.
+    backend = "tensorflow" if uses_tensorflow(cls) else "numpy"
+    gemms = gemm_step(backend, config.spec, batch_size)
+    calls = max(1, config.steps(batch_size) // (CHAINS_PER_CALL if backend != "numpy" else 1))
+    references: list[float] = []
+
+    def reference() -> None:
+        gemms()  # untimed: wakes the framework's threads, whatever ran before
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            gemms()
+        references.append(time.perf_counter() - t0)
+
+    warm_up(reference)
+    references.clear()
     benchmark.group = group(config, batch_size)
     benchmark.extra_info.update(describe(config, batch_size), api_level=cls.api_level)
     benchmark.pedantic(
-        variant.train_epoch,
-        args=(x, y, batch_size),
+        run,
+        setup=reference,
         rounds=config.rounds_for(round_seconds),
         warmup_rounds=config.warmup_rounds,
         iterations=1,
     )
+    times = benchmark.stats.stats.data
+    references = references[-len(times) :]  # warm-up rounds ran their reference too
+    benchmark.extra_info["reference"] = backend
+    benchmark.extra_info["reference_seconds"] = references
     record_roofline(benchmark, name, batch_size, calibration(batch_size))
 
 
 @pytest.mark.parametrize("batch_size", CONFIG.batch_sizes, ids=lambda b: f"b{b}")
-@pytest.mark.parametrize("backend", ["numpy", "tensorflow"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_gemm_roofline(benchmark, backend, batch_size, config, calibration):
     """The same steps' GEMMs alone: the floor every variant's row is compared against."""
     step = gemm_step(backend, config.spec, batch_size)

@@ -1,0 +1,65 @@
+"""Measure the CI gate itself: its false alarms on clean runs and the slowdowns it catches.
+
+    python tests/benchmarks/gate_campaign.py --clean 10 --slowdowns 0.1,0.25,0.5
+
+Runs the short benchmarks as `.ci/bench` does, into OUT/ (default .benchmarks/campaign):
+one baseline, then `--clean` clean runs, then one run per slowdown with that extra work
+injected into every variant at once (MLPBENCH_BENCH_SLOWDOWN=*:fraction; each variant's verdict
+is independent, and all slowed at once is the harder case: the session's reference runs beside
+slowed rounds). Judges each against the baseline with harness/report/bench_compare.py and
+prints markdown tables for tests/benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from harness.report import bench_compare  # noqa: E402
+
+
+def run(out: Path, slowdown: str = "") -> Path:
+    env = {**os.environ, "MLPBENCH_BENCH_MODE": "short", "MLPBENCH_BENCH_SLOWDOWN": slowdown}
+    cmd = [sys.executable, "-m", "pytest", "tests/benchmarks", "-k", "test_train_steps", "-q"]
+    cmd += ["--benchmark-only", f"--benchmark-json={out}", "-p", "no:cacheprovider"]
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, timeout=900)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clean", type=int, default=10)
+    parser.add_argument("--slowdowns", default="0.1,0.25,0.5")
+    parser.add_argument("--out", type=Path, default=ROOT / ".benchmarks" / "campaign")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = run(args.out / "base.json")
+    print("| clean run | slower (false alarms) | largest change |\n|---|---|---|", flush=True)
+    alarms = 0
+    for i in range(1, args.clean + 1):
+        verdicts = bench_compare.compare(base, run(args.out / f"clean{i}.json"))
+        slower = [v.name for v in verdicts if v.verdict == "slower"]
+        alarms += bool(slower)
+        worst = max(verdicts, key=lambda v: v.change.ratio)
+        print(f"| {i} | {', '.join(slower) or 'none'} | {worst.name} {worst.change.ratio:.3f} |",
+              flush=True)  # fmt: skip
+    print(f"\n{alarms} of {args.clean} clean runs raised an alarm\n", flush=True)
+    fractions = [float(f) for f in args.slowdowns.split(",")]
+    tables = {f: bench_compare.compare(base, run(args.out / f"slow{f}.json", f"*:{f}"))
+              for f in fractions}  # fmt: skip
+    names = [v.name for v in tables[fractions[0]]]
+    print("| benchmark | " + " | ".join(f"+{f:.0%}" for f in fractions) + " |")
+    print("|---|" + "---|" * len(fractions))
+    for i, name in enumerate(names):
+        cells = [f"{tables[f][i].change.ratio:.2f} {tables[f][i].verdict}" for f in fractions]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

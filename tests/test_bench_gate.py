@@ -1,0 +1,107 @@
+"""The CI performance gate fires on a real slowdown and stays quiet on a clean run: real
+pytest-benchmark runs of numpy_scratch in subprocesses, judged by `mlpbench bench-compare`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.report import bench_compare
+
+from .test_cli import ROOT, mlpbench
+
+SELECT = "train_steps and numpy_scratch"
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], message: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("mlpbench bench-compare: error: ") and message in line, line
+
+
+def bench(out: Path, slowdown: str | None = None) -> Path:
+    env = {**os.environ, "MLPBENCH_BENCH_MODE": "short", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("MLPBENCH_BENCH_SLOWDOWN", None)
+    if slowdown:
+        env["MLPBENCH_BENCH_SLOWDOWN"] = slowdown
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests/benchmarks",
+        "-k",
+        "train_steps and numpy_scratch",
+    ]
+    cmd += ["--benchmark-only", f"--benchmark-json={out}", "-q", "-p", "no:cacheprovider"]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("bench")
+    return {
+        "base": bench(tmp / "base.json"),
+        "clean": bench(tmp / "clean.json"),
+        # every round does its work twice over: a regression no noise can hide
+        "doubled": bench(tmp / "doubled.json", "numpy_scratch:1.0"),
+    }
+
+
+def test_the_gate_fails_on_a_variant_doubled_in_cost(runs):
+    result = mlpbench("bench-compare", str(runs["base"]), str(runs["doubled"]))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 slower: test_train_steps[numpy_scratch-b128]" in result.stdout
+    verdicts = bench_compare.compare(runs["base"], runs["doubled"])
+    assert verdicts[0].change.ratio == pytest.approx(2.0, rel=0.25)
+    assert verdicts[0].measure == "/ numpy GEMMs"  # normalised by the session's reference
+
+
+def test_the_gate_passes_a_clean_run(runs):
+    result = mlpbench("bench-compare", str(runs["base"]), str(runs["clean"]))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "none of 1 benchmarks is slower" in result.stdout
+
+
+def test_a_faster_machine_is_not_a_faster_variant(runs, tmp_path):
+    """Every time of NEW halved, references included (a machine twice as fast): the same."""
+    data = json.loads(runs["clean"].read_text())
+    for b in data["benchmarks"]:
+        b["stats"]["data"] = [t / 2 for t in b["stats"]["data"]]
+        b["extra_info"]["reference_seconds"] = [t / 2 for t in b["extra_info"]["reference_seconds"]]
+    fast = tmp_path / "fast.json"
+    fast.write_text(json.dumps(data))
+    (verdict,) = bench_compare.compare(runs["base"], fast)
+    assert verdict.verdict == "same" and verdict.change.ratio == pytest.approx(1.0, rel=0.15)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.json", "also-missing.json"], "missing.json: no such file"),
+        (["pyproject.toml", "pyproject.toml"], "not a pytest-benchmark JSON file"),
+        (["BASE", "BASE", "--threshold", "abc"], "argument --threshold"),
+        (["BASE", "BASE", "--alpha", "2"], "argument --alpha: must be between 0 and 1"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    base = str(ROOT / "tests" / "benchmarks" / "baseline" / "short.json")
+    result = mlpbench("bench-compare", *[base if a == "BASE" else a for a in args])
+    assert_one_line_error(result, message)
+
+
+def test_files_without_a_common_benchmark_are_bad_input(runs, tmp_path):
+    data = json.loads(runs["clean"].read_text())
+    data["benchmarks"][0]["name"] = "test_other"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(data))
+    assert_one_line_error(
+        mlpbench("bench-compare", str(runs["base"]), str(other)), "share no benchmark"
+    )
