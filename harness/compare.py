@@ -36,11 +36,14 @@ class VariantChange:
     accuracy_a: stats.MeanCI
     accuracy_b: stats.MeanCI
     first_step: stats.ShiftResult
-    verdict: str  # slower | faster | unchanged | only in A | only in B | no data
+    verdict: (
+        str  # slower | faster | unchanged | only in A | only in B | none finished in B | no data
+    )
 
     @property
     def regressed(self) -> bool:
-        return self.verdict == "slower"
+        # B lost every timing that A had (all its runs failed or timed out): a gate must fail
+        return self.verdict in ("slower", "none finished in B")
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ def _verdict(
     if variant not in da.labels:
         return "only in B"
     if not math.isfinite(shift.ratio):
-        return "no data"
+        return "none finished in B" if shift.a.n and not shift.b.n else "no data"
     if shift.test.significant(alpha) and shift.ratio < 1 - threshold:
         return "slower"
     if shift.test.significant(alpha) and shift.ratio > 1 + threshold:
@@ -186,16 +189,28 @@ def _headline(result: Comparison) -> str:
     pct = (
         f"{result.threshold:.0%}" if result.threshold * 100 % 1 == 0 else f"{result.threshold:.1%}"
     )
-    if result.regressions:
-        names = ", ".join(c.variant for c in result.regressions)
-        return (
-            f"{len(result.regressions)} variant(s) slower by more than {pct} with p < "
-            f"{result.alpha:g}: {names}"
+    lost = [c.variant for c in result.regressions if c.verdict != "slower"]
+    slower = [c.variant for c in result.regressions if c.verdict == "slower"]
+    parts = []
+    if slower:
+        parts.append(
+            f"{len(slower)} variant(s) slower by more than {pct} with p < {result.alpha:g}: "
+            + ", ".join(slower)
         )
+    if lost:
+        parts.append(f"{len(lost)} variant(s) with no finished run in B: {', '.join(lost)}")
+    if parts:
+        return "; ".join(parts)
     return f"no variant is slower by more than {pct} with p < {result.alpha:g}"
 
 
-STYLES = {"slower": "bold red", "faster": "bold green", "unchanged": "", "no data": "yellow"}
+STYLES = {
+    "slower": "bold red",
+    "none finished in B": "bold red",
+    "faster": "bold green",
+    "unchanged": "",
+    "no data": "yellow",
+}
 
 
 def print_table(result: Comparison) -> None:

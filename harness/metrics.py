@@ -89,3 +89,25 @@ def steps_within(losses: np.ndarray, reference: np.ndarray, tolerance: float) ->
         return None
     over = ~(np.abs(a - b) < tolerance)  # a NaN counts as over
     return int(np.argmax(over)) if over.any() else int(a.size)
+
+
+def seed_band_gap(
+    curve: Sequence[float], reference: Sequence[float], reference_seeds: Sequence[Sequence[float]]
+) -> float | None:
+    """How far a run's per-epoch training loss strays from the reference run of its own seed,
+    in units of the seed band: at each epoch, the range the reference's runs of different
+    seeds span. Above 1 at some epoch, the variant differs from the reference by more than
+    changing the seed does: a real difference. At most 1, a late parting of float32
+    trajectories (amplified rounding) is all there is. None with fewer than 2 reference seeds
+    or curves of different lengths."""
+    runs = [np.asarray(c, dtype=np.float64) for c in reference_seeds]
+    v, r = np.asarray(curve, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if len(runs) < 2 or any(c.shape != r.shape for c in runs) or v.shape != r.shape or not v.size:
+        return None
+    band = np.ptp(np.stack(runs), axis=0)  # (epochs,)
+    gap = np.abs(v - r)
+    if not np.all(np.isfinite(gap)):
+        return float("inf")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(band > 0, gap / band, np.where(gap > 0, np.inf, 0.0))
+    return float(ratio.max())

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -65,12 +66,12 @@ class RichProgress:
         self.overall = self.progress.add_task("runs", total=total, completed=already_done)
 
     def run_started(self, record: RunRecord) -> None:
-        label = f"  {record.variant} seed {record.seed}: starting"
+        label = f"  {escape(record.variant)} seed {record.seed}: starting"
         self.tasks[record.key] = self.progress.add_task(label, total=self.epochs)
 
     def epoch_finished(self, record: RunRecord, epoch: int, loss: float, acc: float) -> None:
         label = (
-            f"  {record.variant} seed {record.seed}: epoch {epoch}/{self.epochs} "
+            f"  {escape(record.variant)} seed {record.seed}: epoch {epoch}/{self.epochs} "
             f"loss {loss:.4f} acc {acc:.3f}"
         )
         self.progress.update(self.tasks[record.key], description=label, completed=epoch)
@@ -79,7 +80,7 @@ class RichProgress:
         self.progress.remove_task(self.tasks.pop(record.key))
         self.progress.advance(self.overall)
         style = STATUS_STYLE.get(record.status, "")
-        head = f"[{style}]{record.status:<8}[/] {record.variant} seed {record.seed}"
+        head = f"[{style}]{record.status:<8}[/] {escape(record.variant)} seed {record.seed}"
         if record.status == "ok":
             detail = (
                 f"acc {_num(summary.get('test_accuracy'), '.3f')}  "
@@ -87,12 +88,12 @@ class RichProgress:
                 f"first step {_num(record.first_step_seconds, '.2f')} s"
             )
         else:
-            detail = record.error or ""
+            detail = escape(record.error or "")
         line = f"{head}  {detail}  ({record.wall_seconds:.1f} s)"
         self.console.print(line, highlight=False, soft_wrap=True)
 
     def note(self, message: str) -> None:
-        self.console.print(f"[dim]{message}[/]")
+        self.console.print(f"[dim]{escape(message)}[/]")
 
 
 def _spread(values: pd.Series) -> str:
@@ -109,7 +110,8 @@ def _spread(values: pd.Series) -> str:
 
 def summary_table(summary: pd.DataFrame, title: str = "") -> Table:
     """One row per variant: medians over its seeds; failures are counted, not hidden."""
-    table = Table(title=title or None, title_justify="left")
+    # names, paths and errors are data: rich must not read their [brackets] as markup
+    table = Table(title=escape(title) or None, title_justify="left")
     table.add_column("variant", no_wrap=True)
     for name in ("ok/runs", "test acc", "samples/s", "first step s", "peak MB"):
         table.add_column(name, justify="right")
@@ -122,17 +124,24 @@ def summary_table(summary: pd.DataFrame, title: str = "") -> Table:
         ok = rows[rows["status"] == "ok"]
         parity = rows["parity_max_abs_diff"].dropna().astype(float)
         passed = rows["parity_pass"].dropna()
+        learned = rows["learning_pass"].dropna()
         parity_text = "-"
         if not parity.empty:
-            mark = "[green]✓[/]" if bool(passed.all()) and len(passed) else "[red]✗[/]"
+            if bool(passed.all()) and len(passed):
+                mark = "[green]✓[/]"
+            elif bool(learned.all()) and len(learned):
+                mark = "[yellow]≈[/]"  # parted late, within the reference's seed band
+            else:
+                mark = "[red]✗[/]"
             parity_text = f"{parity.max():.1e} {mark}"
         problems = rows[rows["status"] != "ok"]
         problem = ""
         if not problems.empty:
             first = problems.iloc[0]
-            problem = f"{first['status']}: {first['error'] if pd.notna(first['error']) else ''}"
+            error = first["error"] if pd.notna(first["error"]) else ""
+            problem = escape(f"{first['status']}: {error}")
         cells = [
-            str(variant),
+            escape(str(variant)),
             f"{len(ok)}/{len(rows)}",
             _num(ok["test_accuracy"].median() if len(ok) else None, ".3f"),
             _spread(ok["samples_per_second"]),

@@ -56,6 +56,8 @@ SUMMARY_COLUMNS = [
     "parity_max_abs_diff",
     "parity_pass",
     "parity_steps_within",
+    "seed_band_gap",
+    "learning_pass",
     "foreign_cpu",
     "foreign_cpu_se",
     "noisy",
@@ -71,6 +73,7 @@ _NULLABLE = {
     "params": "Int64",
     "loc": "Int64",
     "parity_pass": "boolean",
+    "learning_pass": "boolean",
     "rung": "Int64",
     "noisy": "boolean",
     "contended": "boolean",
@@ -83,6 +86,7 @@ STATUSES = ("ok", "failed", "timeout", "diverged", "pending")
 # with them empty (their measurement did not exist yet), rather than failing.
 LATER_COLUMNS = {
     "foreign_cpu_seconds", "window_start", "window_end", "level", "rung", "foreign_cpu",
+    "seed_band_gap", "learning_pass",
     "foreign_cpu_se", "noisy", "contended", "attempts",
 }  # fmt: skip
 

@@ -219,7 +219,7 @@ def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any
             except Diverged:
                 events.emit("epoch", epoch=epoch, losses=losses.tolist(), seconds=seconds, **extra)
                 raise
-            logits = np.asarray(variant.predict(task.x_test))  # evaluation: not timed
+            logits = _checked_logits(variant.predict(task.x_test), task)  # evaluation: not timed
             events.emit(
                 "epoch",
                 epoch=epoch,
@@ -231,8 +231,37 @@ def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any
                 **extra,
             )
             step += losses.size
+    _check_weights(variant.get_weights(), task)
     # hashed after training, so it also proves the variant left the task's arrays unchanged
     return {"event": "done", "task_fingerprint": task.fingerprint()}
+
+
+def _checked_logits(returned: Any, task: Task) -> np.ndarray:
+    """`predict` as the protocol says: (n, num_classes) floats, all finite (variants/base.py)."""
+    logits = np.asarray(returned)
+    expected = (len(task.x_test), task.spec.num_classes)
+    if logits.shape != expected or logits.dtype.kind != "f":
+        raise ProtocolError(
+            f"predict returned an array of shape {logits.shape} and dtype {logits.dtype}; "
+            f"expected floats of shape {expected}"
+        )
+    if not np.isfinite(logits).all():
+        raise ProtocolError(
+            f"predict returned {int((~np.isfinite(logits)).sum())} non-finite logits"
+        )
+    return logits
+
+
+def _check_weights(returned: Any, task: Task) -> None:
+    """`get_weights` as the protocol says: finite arrays in `spec.weight_shapes` order."""
+    weights = [np.asarray(w) for w in returned]
+    shapes = [w.shape for w in weights]
+    if shapes != [tuple(s) for s in task.spec.weight_shapes]:
+        raise ProtocolError(
+            f"get_weights returned shapes {shapes}; expected {task.spec.weight_shapes}"
+        )
+    if not all(w.dtype.kind == "f" and np.isfinite(w).all() for w in weights):
+        raise ProtocolError("get_weights returned non-finite or non-float weights")
 
 
 def _instantiate(cls: type, workers: int) -> Any:

@@ -77,3 +77,57 @@ class NoProtocol:
 
     def build(self, spec, optimizer, init_weights) -> None:
         pass
+
+
+class NaNPredictions(NumpyScratch):
+    """Trains well, then predicts NaN: accuracy would read 0.1, not an error, if unchecked."""
+
+    name = "nan_predictions"
+    api_level = "test: predict returns NaN"
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.full((len(x), 10), np.nan, dtype=np.float32)
+
+
+class WrongShapePredictions(NumpyScratch):
+    name = "wrong_shape_predictions"
+    api_level = "test: predict returns (n, 3)"
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return super().predict(x)[:, :3]
+
+
+class WrongWeights(NumpyScratch):
+    name = "wrong_weights"
+    api_level = "test: get_weights misses the last bias"
+
+    def get_weights(self) -> list[np.ndarray]:
+        return super().get_weights()[:-1]
+
+
+class WrongGradient(NumpyScratch):
+    """Learns differently: every step applies a third of the gradient it computed."""
+
+    name = "wrong_gradient"
+    api_level = "test: gradient scaled by 1/3"
+
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
+        before = [w.copy() for w in self.params]
+        losses = super().train_epoch(x, y, batch_size)
+        for w, old in zip(self.params, before, strict=True):
+            w -= (w - old) * np.float32(2 / 3)  # undo two thirds of this epoch's updates
+        return losses
+
+
+class RoundedDifferently(NumpyScratch):
+    """The same algorithm from weights 1e-5 away, about what float32 rounding differences grow
+    to over a few hundred steps: its losses part from the reference's, as another framework's
+    do on a long run, while it learns the same."""
+
+    name = "rounded_differently"
+    api_level = "test: 1e-5 perturbation of the initial weights"
+
+    def build(self, spec, optimizer, init_weights):
+        rng = np.random.default_rng(1)
+        noisy = [(w + 1e-5 * rng.standard_normal(w.shape)).astype(w.dtype) for w in init_weights]
+        super().build(spec, optimizer, noisy)

@@ -70,6 +70,7 @@ class TFKerasMultiWorker(TFKerasSequential):
     name = "tf_keras_multiworker"
     api_level = "Keras 2 (tf_keras) Sequential + fit under MultiWorkerMirroredStrategy"
     distributed: ClassVar[bool] = True
+    rung = None  # data parallel: compared by the scaling report, not on the one-process ladder
 
     def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
         # Connects to every peer in TF_CONFIG: it returns once the whole cluster is up.

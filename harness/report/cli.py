@@ -113,7 +113,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.05,
         help="slowdown that counts as a regression, e.g. 5%% or 0.05 (default 5%%)",
     )
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.add_argument(
+        "--alpha", type=probability, default=0.05, help="significance level (default 0.05)"
+    )
     p.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML page")
     p.set_defaults(func=_compare)
 
@@ -166,6 +168,16 @@ def _report(args: argparse.Namespace) -> int:
         return _error(str(exc))
     print(f"report: {index}")
     return EXIT_OK
+
+
+def probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value:g}")
+    return value
 
 
 def _compare(args: argparse.Namespace) -> int:
