@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +108,21 @@ def test_measurement_end_to_end_on_loopback(tmp_path):
     assert math.isfinite(data["model"]["latency_seconds"])
     assert data["model"]["bandwidth_bytes_per_second"] > 0
     assert report.main([str(out)]) == 0
+
+
+def test_the_html_report_of_a_results_folder_shows_its_scaling(tmp_path):
+    """`mlpbench report` on a results folder that also holds a scaling.json: the scaling
+    figure and its assumptions are on the page, read from the folder alone."""
+    folder = tmp_path / "suite"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "results" / "small_a", folder)
+    test_report_reads_only_the_stored_file(folder)  # writes folder/scaling.json
+    out = tmp_path / "report"
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "report", str(folder), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    page = (out / "index.html").read_text()
+    assert '<h2 id="scaling">Data-parallel scaling</h2>' in page
+    assert "One machine cannot show a speed-up" in page and "10 Gbit/s" in page
+    assert (out / "scaling.png").stat().st_size > 10_000

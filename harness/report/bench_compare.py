@@ -189,6 +189,13 @@ def main(
         help=f"smallest slowdown that fails; default: {THRESHOLD * 100:.0f}%%",
     )
     parser.add_argument(
+        "--slower-to",
+        type=Path,
+        metavar="FILE",
+        help="also write the names of the slower benchmarks to FILE, one per line (for a "
+        "confirmation run of just those)",
+    )
+    parser.add_argument(
         "--alpha",
         type=probability,
         default=ALPHA,
@@ -204,6 +211,8 @@ def main(
         return 2
     print_table(verdicts, args.threshold, args.alpha, console)
     slower = [v.name for v in verdicts if v.verdict == "slower"]
+    if args.slower_to:
+        args.slower_to.write_text("".join(f"{name}\n" for name in slower))
     if slower:
         console.print(f"{len(slower)} slower: {escape(', '.join(slower))}", style="red")
         return 1

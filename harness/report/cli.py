@@ -40,7 +40,10 @@ def build_report(result_dirs: Sequence[Path], out: Path, *, command: str | None 
         if not sweeps:
             data = combine([read_results(Path(p)) for p in result_dirs])
             drawn = figures.draw_all(data, out)
-            page = html.page(data, drawn, verdict(data), command)
+            sections = [_scaling_section(Path(p), out) for p in result_dirs]
+            page = html.page(
+                data, drawn, verdict(data), command, sections=[s for s in sections if s]
+            )
         else:
             swept = sweep_data(*read_sweep(sweeps[0]))
             largest, largest_set = swept.points[-1]
@@ -65,6 +68,24 @@ def build_report(result_dirs: Sequence[Path], out: Path, *, command: str | None 
     except OSError as exc:
         raise ResultsError(f"cannot write the report to {out}: {exc}") from exc
     return index
+
+
+def _scaling_section(folder: Path, out: Path) -> str | None:
+    """The data-parallel scaling a folder stores (`python -m harness.run.scaling --out`)."""
+    from harness.report import html, scaling
+
+    if not (folder / "scaling.json").exists():
+        return None
+    try:
+        data = scaling.load(folder)
+    except scaling.ScalingReportError as exc:
+        from harness.report.reader import ResultsError
+
+        raise ResultsError(str(exc)) from None
+    png = out / "scaling.png"
+    out.mkdir(parents=True, exist_ok=True)
+    scaling.figure(data, png)
+    return html.scaling_section(scaling.text(data), png)
 
 
 def parse_threshold(text: str) -> float:

@@ -95,6 +95,23 @@ def page(
     return document(title or f"mlpbench report: {names}", body)
 
 
+def scaling_section(text: str, png: Path) -> str:
+    """Data-parallel scaling: measured on loopback, the fitted model and its projection, with
+    the assumptions as the measurement wrote them (escaped, shown as written)."""
+    return "".join(
+        [
+            '<h2 id="scaling">Data-parallel scaling</h2>',
+            _figure(
+                "Throughput against workers",
+                "Measured on this machine's loopback, and projected by the fitted model for the "
+                "stated networks.",
+                png,
+            ),
+            f"<pre>{escape(text)}</pre>",
+        ]
+    )
+
+
 def _ladder_section(data: ReportData) -> list[str]:
     rungs = ladder(data)
     if rungs.empty:
