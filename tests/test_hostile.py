@@ -38,7 +38,7 @@ def test_square_brackets_in_paths_and_names_are_printed_as_written(tmp_path):
 @pytest.mark.parametrize(
     ("variant", "reason"),
     [
-        ("NaNPredictions", "predict returned 3600 non-finite logits"),
+        ("NaNPredictions", "predict returned 4500 non-finite logits"),
         ("WrongShapePredictions", "predict returned an array of shape (450, 3)"),
         ("WrongWeights", "get_weights returned shapes"),
     ],
