@@ -40,6 +40,7 @@ from rich.table import Table
 from scipy import stats as sps
 
 from harness import stats
+from harness.report.cli import probability
 
 THRESHOLD = 0.20
 ALPHA = 0.01
@@ -157,16 +158,6 @@ def percentage(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a percentage like 15%") from None
     if not 0 < value < 10:
         raise argparse.ArgumentTypeError(f"must be between 0% and 1000%, got {text}")
-    return value
-
-
-def probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value:g}")
     return value
 
 

@@ -135,7 +135,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="slowdown that counts as a regression, e.g. 5%% or 0.05 (default 5%%)",
     )
     p.add_argument(
-        "--alpha", type=probability, default=0.05, help="significance level (default 0.05)"
+        "--alpha",
+        type=probability,
+        default=0.05,
+        help="significance level (default 0.05)",
     )
     p.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML page")
     p.set_defaults(func=_compare)
@@ -192,6 +195,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def probability(text: str) -> float:
+    """A significance level: a number strictly between 0 and 1."""
     try:
         value = float(text)
     except ValueError:
