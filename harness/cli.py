@@ -401,9 +401,20 @@ def check_output(
         raise UsageError("--resume and --force contradict each other: pick one")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file")
-    if out.is_dir() and any(out.iterdir()) and not (resume or force):
+    here = Path.cwd().resolve()
+    if force and out.is_dir() and (out.resolve() == here or out.resolve() in here.parents):
+        raise UsageError(
+            f"--out {out} --force would delete the folder you are in; run from another folder"
+        )
+    if out.is_dir():
+        try:
+            storage.check_not_busy(out)
+        except storage.ResultsError as exc:
+            raise UsageError(str(exc)) from None
+    contents = out.is_dir() and any(p.name != storage.LOCK for p in out.iterdir())
+    if contents and not (resume or force):
         raise UsageError(f"{out} already exists: --resume to continue it, --force to overwrite it")
-    if resume and out.is_dir() and any(out.iterdir()):
+    if resume and contents:
         try:
             read(out)
         except storage.ResultsError as exc:
@@ -456,13 +467,24 @@ def batch_sizes(args: argparse.Namespace) -> tuple[int, ...]:
     return tuple(getattr(args, "batch_sizes", None) or (args.batch_size,))
 
 
+def default_out() -> Path:
+    """results/<UTC time to the second>, with -2, -3... for a second suite in that second
+    (the folder lock refuses a third started at the very same instant)."""
+    base = Path("results") / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
 def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
     from harness.runner import RunConfig
 
     chosen = select_variants(args)
     optimizer_cls = OPTIMIZERS[args.optimizer]
     optimizer = optimizer_cls() if args.lr is None else optimizer_cls(lr=args.lr)
-    out = args.out or Path("results") / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    out = args.out or default_out()
     return RunConfig(
         variants=tuple(name for name, _ in chosen),
         variant_paths=tuple(chosen),
@@ -498,6 +520,27 @@ class Validated:
     sources: dict[str, loc.SourceInfo | None]
 
 
+def check_memory(config: RunConfig, dataset: Dataset, batch_size: int) -> None:
+    """Refuse a suite the machine cannot hold before any of it starts."""
+    from harness.run import memory
+
+    shape = memory.Shape(
+        n_train=len(dataset.x_train),
+        n_test=len(dataset.x_test),
+        input_size=int(dataset.x_train.shape[1]),
+        hidden=config.hidden,
+        num_classes=10,
+        batch_size=batch_size,
+        epochs=config.epochs,
+        runs=len(config.variants) * len(config.seeds),
+        processes=config.jobs * config.workers,
+    )
+    try:
+        memory.check(shape)
+    except memory.MemoryBudgetError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def validate(args: argparse.Namespace) -> Validated:
     """Every check of the run options, shared by `run` and `sweep`; raises UsageError before
     anything is written or started."""
@@ -521,6 +564,7 @@ def validate(args: argparse.Namespace) -> Validated:
                 f"{flag}: {size} is larger than the {len(dataset.x_train)} "
                 f"training samples of {config.dataset}"
             )
+    check_memory(config, dataset, min(batch_sizes(args)))
     for path, file in check_user_variants(user_paths).items():
         sources[path] = loc.source_info(path, file) if file else None
     if config.device == "gpu":

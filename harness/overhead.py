@@ -43,7 +43,7 @@ def bare_throughput(variant_name: str, task: Task, optimizer: Optimizer, batch_s
     """Samples per second of epochs 2..N: `train_epoch` back to back, under one timer."""
     variant = variants.load(variant_name)()
     variant.build(task.spec, optimizer, task.init_weights)
-    epochs = [task.epoch_data(e) for e in range(task.epoch_orders.shape[0])]
+    epochs = [task.epoch_data(e) for e in range(task.epochs)]
     variant.train_epoch(*epochs[0], batch_size)  # epoch 1, left out as the harness does
     timed = epochs[1:]
     t0 = time.perf_counter()
@@ -64,7 +64,7 @@ def harness_throughput(
         variant_path=variants.resolve(variant_name),
         optimizer=worker.optimizer_to_dict(optimizer),
         batch_size=batch_size,
-        epochs=task.epoch_orders.shape[0],
+        epochs=task.epochs,
         device="cpu",
     )
     stream = io.StringIO()
@@ -83,7 +83,7 @@ def measure(
 ) -> dict[str, Any]:
     """Harness/bare throughput ratio of one variant over `rounds` ABBA pairs. Every block
     trains all of `task`'s epochs (at least 2: the first is never timed)."""
-    epochs = task.epoch_orders.shape[0]
+    epochs = task.epochs
     if epochs < 2:
         raise ValueError("the task needs at least 2 epochs: epoch 1 is never timed")
     optimizer = optimizer or Adam()

@@ -49,7 +49,9 @@ RESUMABLE_CHANGES = ("timeout", "jobs", "calibrate", "retry_noisy")
 # 0.1 s were within a few per cent of 2 s runs on this task's sizes.
 CALIBRATION_SECONDS = 1.0
 OVERHEAD_ROUNDS = 9  # ABBA pairs of the reference: a couple of seconds on digits
+TASKS_PREFIX = "mlpbench-tasks-"  # then the runner's pid: a killed runner's files are found
 POLL_SECONDS = 0.25  # how often timeouts are checked while waiting for events
+LOG_CAP = 4 << 20  # bytes of a worker's output kept in its log
 
 
 class SuiteError(Exception):
@@ -168,15 +170,62 @@ def check_resumable(config: RunConfig, manifest: dict[str, Any]) -> None:
         )
 
 
-def clear_results_dir(path: Path) -> None:
-    """--force: remove an earlier suite, but never a folder that is not one."""
-    if not path.exists():
-        return
-    if not path.is_dir():
-        raise SuiteError(f"--out {path} is a file")
-    if any(path.iterdir()) and not (path / storage.MANIFEST).exists():
+def _contents(path: Path) -> list[Path]:
+    return [p for p in path.iterdir() if p.name != storage.LOCK]
+
+
+def check_replaceable(path: Path) -> None:
+    """--force replaces an earlier suite, but never a folder that is not one."""
+    if _contents(path) and not (path / storage.MANIFEST).exists():
         raise SuiteError(f"refusing to overwrite {path}: it is not a results folder")
-    shutil.rmtree(path)
+
+
+def clear_results_dir(path: Path) -> None:
+    """--force, once the new suite has started cleanly: remove the earlier one (the lock that
+    this suite holds stays)."""
+    for child in _contents(path):
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def remove_stale_task_dirs() -> None:
+    """Task files of suites killed with SIGKILL: their folder names the dead runner's pid."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{TASKS_PREFIX}*"):
+        pid = folder.name[len(TASKS_PREFIX) :].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def cap_log(path: Path, limit: int = LOG_CAP) -> None:
+    """Keep a worker's log under `limit` bytes: its head (how the run started) and its tail
+    (how it ended, where a traceback is), with the size of the cut between them. The worker
+    appends (O_APPEND), so its next writes land after the cut."""
+    try:
+        size = path.stat().st_size
+        if size <= limit:
+            return
+        with open(path, "r+b") as f:
+            keep = limit // 2 - 200
+            f.seek(size - keep)
+            tail = f.read(keep)
+            marker = f"\n[... {size - 2 * keep:,} bytes of output cut by mlpbench ...]\n"
+            f.seek(keep)
+            f.write(marker.encode() + tail)
+            f.truncate()
+    except OSError:
+        pass  # a log that cannot be trimmed is still a log
 
 
 def _last_exception_line(log: Path) -> str | None:
@@ -269,6 +318,9 @@ class Suite:
         self.tasks: dict[int, Task] = {}  # they share the dataset's arrays: cheap to keep
         self.spec = ModelSpec(len(dataset.x_train[0]), config.hidden)
         self.tmp: Path | None = None  # where a seed's task is saved for its workers
+        self._lock: int | None = None  # storage.lock_folder's, held from prepare to the end
+        self._created = False  # --out did not exist before this suite
+        self._started = False  # execute() has replaced (--force) or begun the folder
 
     # -- preparation ---------------------------------------------------------------------------
 
@@ -276,6 +328,11 @@ class Suite:
         """Everything before the first worker starts; raises SuiteError on bad input."""
         try:
             self._prepare()
+        except MemoryError:
+            self._cleanup()
+            raise SuiteError(
+                "out of memory while preparing the tasks; use a smaller --hidden or dataset"
+            ) from None
         except BaseException:
             self._cleanup()
             raise
@@ -284,9 +341,29 @@ class Suite:
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+            out = self.config.out
+            if self._created and not self._started and not _contents(out):
+                shutil.rmtree(out, ignore_errors=True)  # made for a suite that never started
+
+    def _open_folder(self) -> None:
+        """Create --out if needed and hold it: one suite writes a folder at a time."""
+        out = self.config.out
+        self._created = not out.exists()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            self._lock = storage.lock_folder(out)
+        except storage.FolderBusy as exc:
+            raise SuiteError(str(exc)) from None
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise SuiteError(f"--out {out}: cannot write there ({reason})") from None
 
     def _prepare(self) -> None:
         out = self.config.out
+        self._open_folder()
         previous = None
         if self.config.resume and (out / storage.MANIFEST).exists():
             try:
@@ -295,10 +372,11 @@ class Suite:
                 raise SuiteError(f"--resume: {exc}") from None
             check_resumable(self.config, previous.manifest)
         elif self.config.force:
-            clear_results_dir(out)
+            check_replaceable(out)  # removed only once this suite has started (execute)
 
         tasks = {}
-        self.tmp = Path(tempfile.mkdtemp(prefix="mlpbench-tasks-"))
+        remove_stale_task_dirs()
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"{TASKS_PREFIX}{os.getpid()}-"))
         for seed in self.config.seeds:
             task = make_task(self.dataset, self.config.hidden, self.config.epochs, seed)
             self.tasks[seed] = task
@@ -326,7 +404,6 @@ class Suite:
                 "calibration": None,
                 "runs": [],
             }
-        (out / "logs").mkdir(parents=True, exist_ok=True)
         self.launcher = Launcher(
             self._worker_env(), out / "logs" / "warm-server.log", warm=not self.config.cold_start
         )
@@ -369,6 +446,10 @@ class Suite:
         events: queue.Queue[tuple[Worker, dict[str, Any] | None]] = queue.Queue()
         active: dict[int, Worker] = {}
         try:
+            if self.config.force:
+                clear_results_dir(self.config.out)  # the earlier suite, now being replaced
+            (self.config.out / "logs").mkdir(exist_ok=True)
+            self._started = True
             self.save()
             if any(self._warm(r.variant) for r in todo):
                 # before the first run, so that its start-up overlaps no timed window
@@ -418,10 +499,12 @@ class Suite:
                 self._on_event(worker, event)
             elif worker is not None:  # its pipe closed: the process is gone or going
                 self._reap(worker)
+                cap_log(self.config.out / worker.record.log)
                 del active[id(worker)]
                 self._finish(worker)
                 self._drop_task_file(worker.record.seed, todo, active)
             for w in active.values():
+                cap_log(self.config.out / w.record.log)
                 if not w.timed_out and w.elapsed > self.config.timeout:
                     w.timed_out = True
                     w.kill()

@@ -4,6 +4,7 @@ column names."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -19,6 +20,8 @@ MANIFEST = "manifest.json"
 STEPS = "steps.csv"
 EPOCHS = "epochs.csv"
 SUMMARY = "summary.csv"
+LOCK = ".lock"  # held by the one suite writing the folder
+TEMPORARY = ".*.tmp"  # a write cut short by a kill (see _write_atomic)
 
 STEPS_COLUMNS = ["variant", "seed", "epoch", "step", "loss"]
 EPOCHS_COLUMNS = [
@@ -113,11 +116,21 @@ def empty_frame(columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's 0600 would hide results
+
+
 def _write_atomic(path: Path, write: Any) -> None:
     """Write through a temporary file in the same folder, then rename: a reader (or a crash)
     sees the old file or the new one, never half of one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             write(f)
             f.flush()
@@ -135,6 +148,38 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def write_csv(path: Path, frame: pd.DataFrame, columns: list[str]) -> None:
     frame = frame.reindex(columns=columns)
     _write_atomic(path, lambda f: frame.to_csv(f, index=False, float_format="%.9g"))
+
+
+class FolderBusy(ResultsError):
+    """Another suite is writing the folder."""
+
+
+def lock_folder(path: Path, clean: bool = True) -> int:
+    """Hold `path` for one writing suite until this process ends (or the returned descriptor
+    is closed): a second run into the same --out is refused instead of overwriting the first.
+    Also removes what a write cut short by a kill left behind, which only a holder may do."""
+    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise FolderBusy(
+            f"{path} is being written by another mlpbench run (pid {owner}); wait for it to "
+            "end or choose another --out"
+        ) from None
+    if clean:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        for leftover in path.glob(TEMPORARY):
+            leftover.unlink(missing_ok=True)
+    return fd
+
+
+def check_not_busy(path: Path) -> None:
+    """Raises FolderBusy if a suite holds `path` now (a look, not a hold)."""
+    if (path / LOCK).exists():
+        os.close(lock_folder(path, clean=False))
 
 
 def save_results(results: Results) -> None:

@@ -1,5 +1,8 @@
 """The one task, made once by the harness and handed unchanged to every variant: the data
-split, the initial weights and the order of batches in every epoch."""
+split, the initial weights and the order of batches in every epoch.
+
+An epoch's order is derived from the seed when the epoch starts, never stored: a task costs
+the same memory for 2 epochs as for 2 million."""
 
 from __future__ import annotations
 
@@ -21,22 +24,31 @@ class Task:
     y_test: np.ndarray
     spec: ModelSpec
     init_weights: list[np.ndarray]  # spec.weight_shapes order, float32
-    epoch_orders: np.ndarray  # (epochs, n_train) int64: the permutation used in each epoch
+    epochs: int
     seed: int
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The permutation of the training samples used in `epoch` (0-based): its own stream
+        of the seed, so that any epoch can be made without the ones before it."""
+        if not 0 <= epoch < self.epochs:
+            raise IndexError(f"epoch {epoch} of a {self.epochs}-epoch task")
+        rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(ORDERS, epoch)))
+        return rng.permutation(len(self.x_train))
 
     def epoch_data(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         """Training data in the order of `epoch` (0-based)."""
-        order = self.epoch_orders[epoch]
+        order = self.epoch_order(epoch)
         return self.x_train[order], self.y_train[order]
 
     def fingerprint(self) -> str:
         """A short hash of everything a variant receives, to prove two runs saw the same task."""
         h = hashlib.sha256()
-        for a in (self.x_train, self.y_train, self.x_test, self.y_test, self.epoch_orders):
+        for a in (self.x_train, self.y_train, self.x_test, self.y_test):
             h.update(np.ascontiguousarray(a).tobytes())
         for w in self.init_weights:
             h.update(np.ascontiguousarray(w).tobytes())
-        h.update(repr(self.spec).encode())
+        # The orders are a function of the seed: their rule and inputs stand for them.
+        h.update(repr((self.spec, ORDER_RULE, self.seed, self.epochs)).encode())
         return h.hexdigest()[:16]
 
     def save(self, path: Path) -> None:
@@ -47,7 +59,7 @@ class Task:
             y_train=self.y_train,
             x_test=self.x_test,
             y_test=self.y_test,
-            epoch_orders=self.epoch_orders,
+            epochs=self.epochs,
             hidden=np.array(self.spec.hidden, dtype=np.int64),
             num_classes=self.spec.num_classes,
             seed=self.seed,
@@ -70,9 +82,13 @@ class Task:
                 y_test=f["y_test"],
                 spec=spec,
                 init_weights=weights,
-                epoch_orders=f["epoch_orders"],
+                epochs=int(f["epochs"]),
                 seed=int(f["seed"]),
             )
+
+
+WEIGHTS, ORDERS = 0, 1  # the seed's independent streams (SeedSequence spawn keys)
+ORDER_RULE = "permutation per epoch, SeedSequence(seed, spawn_key=(1, epoch))"
 
 
 def glorot_uniform(spec: ModelSpec, rng: np.random.Generator) -> list[np.ndarray]:
@@ -90,12 +106,9 @@ def glorot_uniform(spec: ModelSpec, rng: np.random.Generator) -> list[np.ndarray
 
 def make_task(data: Dataset, hidden: tuple[int, ...], epochs: int, seed: int) -> Task:
     """Weights and batch orders come from independent streams of one seed, so changing the
-    number of epochs never changes the initial weights."""
-    weight_seq, order_seq = np.random.SeedSequence(seed).spawn(2)
+    number of epochs never changes the initial weights, nor the orders of the epochs kept."""
+    weight_seq = np.random.SeedSequence(seed, spawn_key=(WEIGHTS,))
     spec = ModelSpec(input_size=data.x_train.shape[1], hidden=tuple(hidden), num_classes=10)
-    order_rng = np.random.default_rng(order_seq)
-    n = len(data.x_train)
-    orders = np.stack([order_rng.permutation(n) for _ in range(epochs)]).astype(np.int64)
     return Task(
         x_train=data.x_train,
         y_train=data.y_train,
@@ -103,6 +116,6 @@ def make_task(data: Dataset, hidden: tuple[int, ...], epochs: int, seed: int) ->
         y_test=data.y_test,
         spec=spec,
         init_weights=glorot_uniform(spec, np.random.default_rng(weight_seq)),
-        epoch_orders=orders.reshape(epochs, n),
+        epochs=epochs,
         seed=seed,
     )

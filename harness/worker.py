@@ -107,7 +107,14 @@ class Events:
 
 
 def _step_losses(returned: Any, n: int, batch_size: int) -> np.ndarray:
-    losses = np.asarray(returned, dtype=np.float64).reshape(-1)
+    raw = np.asarray(returned)
+    if raw.dtype.kind not in "fiu":  # e.g. None: not a loss that became NaN, a broken contract
+        first = repr(raw.flat[0])[:40] if raw.size else "nothing"
+        raise ProtocolError(
+            f"train_epoch returned {first} where a loss should be (dtype {raw.dtype}); "
+            "expected one float per batch"
+        )
+    losses = raw.astype(np.float64).reshape(-1)
     expected = math.ceil(n / batch_size)
     if losses.size != expected:
         raise ProtocolError(

@@ -131,3 +131,28 @@ class RoundedDifferently(NumpyScratch):
         rng = np.random.default_rng(1)
         noisy = [(w + 1e-4 * rng.standard_normal(w.shape)).astype(w.dtype) for w in init_weights]
         super().build(spec, optimizer, noisy)
+
+
+class NoneLosses(NumpyScratch):
+    """Trains, but returns None where the losses should be: a broken contract, not a divergence."""
+
+    name = "none_losses"
+    api_level = "test: train_epoch returns None losses"
+
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> list[None]:
+        losses = super().train_epoch(x, y, batch_size)
+        return [None] * len(losses)
+
+
+class Chatty(NumpyScratch):
+    """Prints ~12 MB per epoch, then one last line: its log must stay bounded and keep the end."""
+
+    name = "chatty"
+    api_level = "test: floods stdout"
+
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
+        line = "x" * 1023
+        for _ in range(12 * 1024):
+            print(line)
+        print("the last line of this epoch", flush=True)
+        return super().train_epoch(x, y, batch_size)
