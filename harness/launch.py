@@ -8,6 +8,9 @@ warm: a fork of a server process that has imported TensorFlow and Keras and done
   of once per run. Its measured time is added back to each run's import and first-step
   seconds. Variants whose source imports neither framework (the NumPy reference) always start
   cold, so their memory does not include TensorFlow's.
+
+A distributed run's supervisor is forked the same way (`Launcher.fork`, harness/run/cluster.py),
+and forks its ranks in turn: nothing on that chain has started TensorFlow's runtime.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import runpy
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -57,10 +60,9 @@ def _ready() -> None:
     """Run once in a forked child: returns when the server has finished its imports."""
 
 
-def _warm_main(config: WorkerConfig, events: Connection, log: str) -> None:
-    """The forked child: become a process group of its own, write to the run's log, run."""
-    from harness import worker
-
+def become_run(events: Connection, log: str) -> int:
+    """In a child forked from the server: become a process group of its own, write to the run's
+    log, and return the run's event file descriptor (taken over from `events`)."""
     os.setsid()  # so a timeout kills whatever this run started, as for a cold worker
     # the server took the runner's sys.path; a user's package is found through PYTHONPATH
     extra = os.environ.get("PYTHONPATH", "").split(os.pathsep)
@@ -70,8 +72,16 @@ def _warm_main(config: WorkerConfig, events: Connection, log: str) -> None:
     os.dup2(fd, 2)
     os.close(fd)
     faulthandler.enable()
-    config = replace(config, event_fd=os.dup(events.fileno()))
+    event_fd = os.dup(events.fileno())
     events.close()
+    return event_fd
+
+
+def _warm_main(config: WorkerConfig, events: Connection, log: str) -> None:
+    """The forked child: become a process group of its own, write to the run's log, run."""
+    from harness import worker
+
+    config = replace(config, event_fd=become_run(events, log))
     sys.exit(worker.main([config.to_json()]))
 
 
@@ -137,12 +147,7 @@ class Launcher:
     ) -> subprocess.Popen[bytes] | WarmProcess:
         """Start the run's worker; it reports on `write_fd` (which the caller then closes)."""
         if self.warm and warm:
-            ctx = self._server()
-            events = Connection(os.dup(write_fd), readable=False)
-            process = ctx.Process(target=_warm_main, args=(config, events, str(log)))
-            process.start()
-            events.close()
-            return WarmProcess(process)
+            return self.fork(_warm_main, config, write_fd, log)
         cmd = [sys.executable, "-X", "faulthandler", "-m", "harness.worker"]
         with open(log, "ab") as log_file:
             return subprocess.Popen(
@@ -156,6 +161,18 @@ class Launcher:
                 # terminal's Ctrl-C reaches only the runner, which then stops it cleanly
                 start_new_session=True,
             )
+
+    def fork(
+        self, target: Callable[[Any, Connection, str], None], arg: Any, write_fd: int, log: Path
+    ) -> WarmProcess:
+        """`target(arg, events, log)` in a child forked from the server (started if need be);
+        the child reports on `events`, its end of `write_fd` (see `become_run`)."""
+        ctx = self._server()
+        events = Connection(os.dup(write_fd), readable=False)
+        process = ctx.Process(target=target, args=(arg, events, str(log)))
+        process.start()
+        events.close()
+        return WarmProcess(process)
 
     def run_module(self, module: str, argv: list[str], timeout: float) -> tuple[int, str]:
         """Run `python -m module argv...` to its end, warm when the server is in use (no second

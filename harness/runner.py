@@ -580,7 +580,7 @@ class Suite:
         if self.config.workers > 1 and cluster.layout(config.variant_path) == "ranks":
             # N processes with their supervisor: one worker process to this runner
             launcher = cluster.ClusterLauncher(
-                self.launcher.env, self.config.workers, self.config.timeout
+                self.launcher.env, self.config.workers, self.config.timeout, self.launcher
             )
         return Worker(record, config, launcher, warm, log, events)
 

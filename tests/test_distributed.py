@@ -2,12 +2,14 @@
 at the same global batch, and the launcher's failures: a killed rank, a taken port, and Keras 3
 `fit` under MultiWorkerMirroredStrategy (an upstream limitation, recorded until it is fixed).
 
-Every cluster runs under the real supervisor (harness/run/cluster.py) in its own process group;
-each test is bounded in time and checks that no process it started outlives it."""
+Every cluster runs under the real supervisor (harness/run/cluster.py) in its own process group,
+with ranks started cold or forked (`--fork`, what `mlpbench run` does); each test is bounded in
+time and checks that no process it started outlives it."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -25,7 +27,7 @@ import pytest
 
 import variants
 from harness.run import cluster
-from harness.worker import WorkerConfig, optimizer_to_dict
+from harness.worker import Events, WorkerConfig, optimizer_to_dict
 from variants.base import SGD, Adam
 
 from .conftest import BATCH, EPOCHS
@@ -52,12 +54,15 @@ def alive(pid: int) -> bool:
 class Run:
     """One supervised cluster: its events (the chief's), exit status and logs."""
 
-    def __init__(self, tmp: Path, config: WorkerConfig, workers: int, extra: list[str]) -> None:
+    def __init__(
+        self, tmp: Path, config: WorkerConfig, workers: int, extra: list[str], name: str = "run"
+    ) -> None:
         self.tmp = tmp
-        self.log = tmp / "run.log"
+        self.name = name
+        self.log = tmp / f"{name}.log"
         read_fd, write_fd = os.pipe()
         config = WorkerConfig(**{**config.__dict__, "event_fd": write_fd, "workers": workers})
-        argv = ["--workers", str(workers), "--logs", str(tmp / "run"), *extra]
+        argv = ["--workers", str(workers), "--logs", str(tmp / name), *extra]
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "harness.run.cluster", "supervise", *argv, config.to_json()],
@@ -105,8 +110,11 @@ def supervised(tmp_path):
     """Start clusters; on the way out, kill whatever is left and check nothing survives."""
     runs: list[Run] = []
 
-    def start(config: WorkerConfig, workers: int = 2, extra: tuple[str, ...] = ()) -> Run:
-        run = Run(tmp_path, config, workers, list(extra))
+    def start(
+        config: WorkerConfig, workers: int = 2, extra: tuple[str, ...] = (), fork: bool = False
+    ) -> Run:
+        argv = [*extra, "--fork"] if fork else list(extra)
+        run = Run(tmp_path, config, workers, argv, name=f"run{len(runs)}")
         runs.append(run)
         return run
 
@@ -172,20 +180,139 @@ def test_tf_config_names_every_peer_and_this_rank():
     assert len(set(ports)) == 4
 
 
+def _fd_table() -> list[tuple[str, int]]:
+    """This process' open descriptors: (what each refers to, its access mode)."""
+    table = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            flags = int(
+                Path(f"/proc/self/fdinfo/{fd}").read_text().split("flags:")[1].split()[0], 8
+            )
+            table.append((os.readlink(f"/proc/self/fd/{fd}"), flags & os.O_ACCMODE))
+    return table
+
+
+def _supervise_forked(tmp_path: Path, rank_main, private_fds=(), deadline=30.0):
+    """A supervisor forking two ranks from this process that run `rank_main(event_fd)` (no
+    TensorFlow): its exit status, the events it forwarded, its ranks' pids."""
+    supervisor = cluster.Supervisor(
+        None, 2, str(tmp_path / "forked"), deadline, deadline, fork=True, rank_main=rank_main,
+        private_fds=private_fds,
+    )  # fmt: skip
+    sink = io.StringIO()
+    pids: list[int] = []
+    start_ranks = supervisor.start_ranks
+
+    def start_and_note(attempt: int) -> None:
+        start_ranks(attempt)
+        pids.extend(r.process.pid for r in supervisor.ranks)
+
+    supervisor.start_ranks = start_and_note
+    code = supervisor.run(Events(sink))
+    return code, [json.loads(line) for line in sink.getvalue().splitlines()], pids
+
+
+def test_forked_ranks_hold_only_their_own_ends_of_the_pipes(tmp_path):
+    """A forked rank must not keep the supervisor's event stream open (the runner would not
+    see the supervisor end) nor read ends of the ranks' pipes; it leads a process group of its
+    own, reads its TF_CONFIG, and its exit is reaped."""
+    private_r, private_w = os.pipe()
+    os.close(private_r)  # only the write end, as the runner's event pipe in a supervisor
+
+    def rank_main(event_fd: int) -> int:
+        with os.fdopen(event_fd, "w") as stream:
+            events = Events(stream)
+            events.emit("start")
+            own = os.readlink(f"/proc/self/fd/{event_fd}")
+            index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+            events.emit("done", fds=_fd_table(), own=own, index=index,
+                        group=os.getpgid(0) == os.getpid())  # fmt: skip
+        return 0
+
+    try:
+        code, events, pids = _supervise_forked(tmp_path, rank_main, private_fds=(private_w,))
+        private = os.readlink(f"/proc/self/fd/{private_w}")
+    finally:
+        os.close(private_w)
+    assert code == 0, events
+    final = events[-1]
+    assert final["event"] == "done" and final["workers"] == 2 and final["index"] == 0
+    assert final["group"]
+    held = {target for target, _ in final["fds"]}
+    assert private not in held
+    pipes = [mode for target, mode in final["fds"] if target.startswith("pipe:")]
+    assert (final["own"], os.O_WRONLY) in [tuple(f) for f in final["fds"]]
+    assert os.O_RDONLY not in pipes and os.O_RDWR not in pipes, final["fds"]
+    assert not [p for p in pids if alive(p)]
+
+
+def test_a_forked_rank_that_fails_ends_the_run_with_every_rank_reaped(tmp_path):
+    """Rank 1 raises before it reports; rank 0 waits for ever. The run fails with rank 1's exit
+    as the reason, rank 0's stacks are dumped into its log, and both are gone."""
+
+    def rank_main(event_fd: int) -> int:
+        with os.fdopen(event_fd, "w") as stream:
+            Events(stream).emit("start")
+            if json.loads(os.environ["TF_CONFIG"])["task"]["index"] == 1:
+                raise RuntimeError("rank 1 breaks")
+            time.sleep(3600)
+        return 0
+
+    code, events, pids = _supervise_forked(tmp_path, rank_main)
+    assert code == 1
+    assert events[-1]["event"] == "error"
+    assert "rank 1 of 2" in events[-1]["error"] and "status 1" in events[-1]["error"], events
+    assert "RuntimeError: rank 1 breaks" in (tmp_path / "forked.rank1.log").read_text()
+    assert "in rank_main" in (tmp_path / "forked.rank0.log").read_text()  # the watchdog's dump
+    assert len(pids) == 2 and not [p for p in pids if alive(p)]
+
+
+def test_a_forked_rank_hanging_after_its_result_is_killed(tmp_path, monkeypatch):
+    """A rank that reported `done` and closed its stream but does not exit is killed after the
+    exit grace; its result stands."""
+    monkeypatch.setattr(cluster, "EXIT_GRACE_SECONDS", 0.5)
+
+    def rank_main(event_fd: int) -> int:
+        with os.fdopen(event_fd, "w") as stream:
+            Events(stream).emit("start")
+            Events(stream).emit("done", value=1)
+        time.sleep(3600)
+        return 0
+
+    started = time.monotonic()
+    code, events, pids = _supervise_forked(tmp_path, rank_main)
+    assert code == 0 and events[-1] == {"event": "done", "workers": 2, "value": 1}
+    assert time.monotonic() - started < 10
+    assert not [p for p in pids if alive(p)]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("name", "optimizer"),
-    [("tf2_multiworker", Adam()), ("tf2_multiworker", SGD()), ("tf_keras_multiworker", Adam())],
-    ids=["tf2_multiworker-adam", "tf2_multiworker-sgd", "tf_keras_multiworker-adam"],
+    ("name", "optimizer", "fork"),
+    [
+        ("tf2_multiworker", Adam(), False),
+        ("tf2_multiworker", Adam(), True),
+        ("tf2_multiworker", SGD(), True),
+        ("tf_keras_multiworker", Adam(), False),
+        ("tf_keras_multiworker", Adam(), True),
+    ],
+    ids=[
+        "tf2_multiworker-adam-cold",
+        "tf2_multiworker-adam-forked",
+        "tf2_multiworker-sgd-forked",
+        "tf_keras_multiworker-adam-cold",
+        "tf_keras_multiworker-adam-forked",
+    ],
 )
-def test_two_workers_match_one_process(name, optimizer, digits_task, task_file, supervised):
-    run = supervised(worker_config(task_file, name, optimizer))
+def test_two_workers_match_one_process(name, optimizer, fork, digits_task, task_file, supervised):
+    run = supervised(worker_config(task_file, name, optimizer), fork=fork)
     assert run.finish() == 0, run.log.read_text()[-2000:]
+    assert ("forked ranks" if fork else "cold ranks") in run.log.read_text()
     assert run.final()["event"] == "done" and run.final()["workers"] == 2
     assert run.final()["task_fingerprint"] == digits_task.fingerprint()
     assert_parity(run.losses(), reference_losses(digits_task, optimizer))
     # every rank kept its own log
-    assert len(list(run.tmp.glob("run.rank*.log"))) == 2
+    assert len(list(run.tmp.glob(f"{run.name}.rank*.log"))) == 2
 
 
 @pytest.mark.slow
@@ -209,8 +336,9 @@ def test_keras_mirrored_over_two_logical_devices(optimizer, digits_task, task_fi
 
 
 @pytest.mark.slow
-def test_a_killed_rank_fails_the_run_fast_and_every_process_is_reaped(task_file, supervised):
-    run = supervised(worker_config(task_file, "tf2_multiworker", Adam(), epochs=2000))
+@pytest.mark.parametrize("fork", [False, True], ids=["cold", "forked"])
+def test_a_killed_rank_fails_the_run_fast_and_every_process_is_reaped(task_file, supervised, fork):
+    run = supervised(worker_config(task_file, "tf2_multiworker", Adam(), epochs=2000), fork=fork)
     deadline = time.monotonic() + TEST_SECONDS
     while (event := run.next_event()) is not None and event["event"] != "epoch":
         assert time.monotonic() < deadline
@@ -227,10 +355,11 @@ def test_a_killed_rank_fails_the_run_fast_and_every_process_is_reaped(task_file,
 
 
 @pytest.mark.slow
-def test_a_frozen_rank_fails_the_run_instead_of_hanging_it(task_file, supervised):
+@pytest.mark.parametrize("fork", [False, True], ids=["cold", "forked"])
+def test_a_frozen_rank_fails_the_run_instead_of_hanging_it(task_file, supervised, fork):
     """SIGSTOP: the peer's collective gives up (heartbeat or collective timeout) and the run
     fails with every rank killed, well before any suite timeout."""
-    run = supervised(worker_config(task_file, "tf2_multiworker", Adam(), epochs=2000))
+    run = supervised(worker_config(task_file, "tf2_multiworker", Adam(), epochs=2000), fork=fork)
     while (event := run.next_event()) is not None and event["event"] != "epoch":
         pass
     assert event is not None, run.log.read_text()[-2000:]
@@ -248,10 +377,11 @@ def test_a_frozen_rank_fails_the_run_instead_of_hanging_it(task_file, supervised
 
 
 @pytest.mark.slow
-def test_killing_the_supervisor_kills_every_rank(task_file, supervised):
+@pytest.mark.parametrize("fork", [False, True], ids=["cold", "forked"])
+def test_killing_the_supervisor_kills_every_rank(task_file, supervised, fork):
     """What the runner does at its timeout: SIGKILL to the supervisor's group. The ranks have
     groups of their own, and die with their parent (PDEATHSIG)."""
-    run = supervised(worker_config(task_file, "tf2_multiworker", Adam(), epochs=2000))
+    run = supervised(worker_config(task_file, "tf2_multiworker", Adam(), epochs=2000), fork=fork)
     while (event := run.next_event()) is not None and event["event"] != "epoch":
         pass
     assert event is not None, run.log.read_text()[-2000:]
@@ -265,15 +395,17 @@ def test_killing_the_supervisor_kills_every_rank(task_file, supervised):
 
 
 @pytest.mark.slow
-def test_a_diverging_cluster_is_a_divergence_not_a_failure(task_file, supervised):
-    run = supervised(worker_config(task_file, "tf2_multiworker", SGD(lr=1e30), epochs=3))
+@pytest.mark.parametrize("fork", [False, True], ids=["cold", "forked"])
+def test_a_diverging_cluster_is_a_divergence_not_a_failure(task_file, supervised, fork):
+    run = supervised(worker_config(task_file, "tf2_multiworker", SGD(lr=1e30), epochs=3), fork=fork)
     assert run.finish() == 3, run.log.read_text()[-2000:]
     final = run.final()
     assert final["event"] == "diverged" and not math.isfinite(final["loss"]), final
 
 
 @pytest.mark.slow
-def test_a_taken_port_is_retried_on_other_ports(task_file, supervised, digits_task):
+@pytest.mark.parametrize("fork", [False, True], ids=["cold", "forked"])
+def test_a_taken_port_is_retried_on_other_ports(task_file, supervised, digits_task, fork):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -282,6 +414,7 @@ def test_a_taken_port_is_retried_on_other_ports(task_file, supervised, digits_ta
         run = supervised(
             worker_config(task_file, "tf2_multiworker", SGD(), epochs=1),
             extra=("--ports", f"{port},{free}"),
+            fork=fork,
         )
         assert run.finish() == 0, run.log.read_text()[-3000:]
     log = run.log.read_text()
@@ -291,18 +424,19 @@ def test_a_taken_port_is_retried_on_other_ports(task_file, supervised, digits_ta
 
 
 @pytest.mark.slow
-def test_a_peer_that_never_connects_fails_at_the_startup_deadline(task_file, supervised):
+@pytest.mark.parametrize("fork", [False, True], ids=["cold", "forked"])
+def test_a_peer_that_never_connects_fails_at_the_startup_deadline(task_file, supervised, fork):
     """The chief would wait for ever for a peer that never starts its strategy; the start-up
     deadline ends the run, after a dump of every rank's stacks into its log."""
     config = worker_config(task_file, "tests.distributed_variants:NeverConnects", SGD(), 1)
-    run = supervised(config, extra=("--startup", "15"))
+    run = supervised(config, extra=("--startup", "15"), fork=fork)
     started = time.monotonic()
     assert run.finish() == 1
     assert time.monotonic() - started < 40
     error = run.final()["error"]
     assert "did not start within 15 s" in error and "rank(s) 0, 1" in error, error
     # the watchdog's stack dump: the peer is caught in its sleep
-    assert "in build" in (run.tmp / "run.rank1.log").read_text()
+    assert "in build" in (run.tmp / f"{run.name}.rank1.log").read_text()
 
 
 @pytest.mark.slow
@@ -350,6 +484,22 @@ def test_mlpbench_run_with_two_workers(tmp_path):
         "tf2_multiworker-seed0.rank0.log",
         "tf2_multiworker-seed0.rank1.log",
     ]
+    # warm by default: the supervisor comes from the runner's warm server and forks its ranks
+    assert "forked ranks" in (out / "logs" / "tf2_multiworker-seed0.log").read_text()
+
+
+@pytest.mark.slow
+def test_mlpbench_run_cold_start_starts_cold_ranks(tmp_path):
+    """`--cold-start`: the supervisor and each rank are fresh interpreters."""
+    from .test_cli import SMALL, mlpbench
+
+    out = tmp_path / "suite"
+    result = mlpbench(
+        "run", *SMALL, "--variants", "tf2_multiworker", "--workers", "2", "--cold-start",
+        "--no-parity", "--out", str(out), timeout=TEST_SECONDS,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "cold ranks" in (out / "logs" / "tf2_multiworker-seed0.log").read_text()
 
 
 def test_workers_must_be_a_positive_integer():

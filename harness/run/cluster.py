@@ -7,6 +7,13 @@ and the ranks, so that to the runner a distributed run is one process with one e
     runner --(pipe: the chief's events)-- supervisor --+-- rank 0 (chief) --+
                                                        +-- rank 1 ... ------+-- gRPC, 127.0.0.1
 
+Ranks start cold (each a fresh interpreter: `python -m harness.run.cluster rank`, paying
+TensorFlow's import itself) or forked (`--fork`): the supervisor, itself forked from the runner's
+warm server (harness/launch.py) or having imported the frameworks once (harness/preload.py),
+forks every rank from its own memory. Importing creates none of TensorFlow's runtime (no context,
+device, thread pool or server): that starts in each rank, so a forked rank is a fresh
+TensorFlow process that skipped the import, whose time it adds back like any warm run.
+
 The supervisor
 - chooses free loopback ports and starts again on new ones when a rank cannot bind its port
   ("Could not start gRPC server": another process took it between choice and bind);
@@ -21,8 +28,8 @@ The supervisor
 The collective timeout of each step is the variant's (`CommunicationOptions(timeout_seconds)`):
 a frozen peer fails the step on the others, which then fail here like any rank.
 
-    python -m harness.run.cluster supervise --workers N --logs PREFIX [...] '<WorkerConfig>'
-    python -m harness.run.cluster rank '<WorkerConfig>'     (one rank: what `supervise` starts)
+    python -m harness.run.cluster supervise --workers N --logs PREFIX [--fork] [...] '<Config>'
+    python -m harness.run.cluster rank '<WorkerConfig>'     (a cold rank: what `supervise` starts)
 """
 
 from __future__ import annotations
@@ -41,19 +48,26 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.worker import Events, WorkerConfig
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    from harness.launch import Launcher, WarmProcess
 
 PORT_ATTEMPTS = 3  # a port taken between choice and bind is rare: three draws are plenty
 STARTUP_SECONDS = 90.0  # TensorFlow's import in every rank at once, on a busy machine
 STACK_DUMP_SECONDS = 1.0  # for faulthandler to write every rank's stacks before the kill
 ROOT_CAUSE_GRACE_SECONDS = 0.5  # for the other ranks to report after the first failure
 EXIT_GRACE_SECONDS = 10.0  # for a rank whose event stream ended to exit
+WAIT_POLL_SECONDS = 0.005  # how often a forked rank's exit is looked for while waiting on it
 PORT_TAKEN = ("Could not start gRPC server", "Address already in use")
 _PR_SET_PDEATHSIG = 1
 TF_STACK_FRAME = r' File "[^"]*", line \d+, in \S+'  # as one line in a TensorFlow error
@@ -118,21 +132,35 @@ def layout(variant_path: str) -> str:
 
 class ClusterLauncher:
     """Starts the supervisor of one distributed run, behind `harness.launch.Launcher.start`'s
-    signature; the runner treats it as one worker process (its own process group)."""
+    signature; the runner treats it as one worker process (its own process group).
 
-    def __init__(self, env: dict[str, str], workers: int, deadline: float) -> None:
+    Warm (the runner's `launcher` has its fork server on): the supervisor is forked from that
+    server and forks its ranks (`--fork`). Cold: a fresh interpreter whose ranks are fresh
+    interpreters too."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        workers: int,
+        deadline: float,
+        launcher: Launcher | None = None,
+    ) -> None:
         self.env = env
         self.workers = workers
         self.deadline = deadline
+        self.launcher = launcher
 
     def start(
         self, config: WorkerConfig, log: Path, write_fd: int, warm: bool = False
-    ) -> subprocess.Popen[bytes]:
+    ) -> subprocess.Popen[bytes] | WarmProcess:
         # the supervisor's own deadline comes first, so that it dumps stacks before the
         # runner's timeout kills it (and with it every rank)
         argv = ["--workers", str(self.workers), "--logs", str(log.with_suffix(""))]
         argv += ["--deadline", f"{max(1.0, self.deadline - 5 * STACK_DUMP_SECONDS):g}"]
-        config = replace(config, event_fd=write_fd, workers=self.workers)
+        config = replace(config, workers=self.workers)
+        if warm and self.launcher is not None and self.launcher.warm:
+            return self.launcher.fork(_warm_supervise, (argv, config), write_fd, log)
+        config = replace(config, event_fd=write_fd)
         with open(log, "ab") as log_file:
             return subprocess.Popen(
                 [sys.executable, "-m", "harness.run.cluster", "supervise", *argv, config.to_json()],
@@ -145,13 +173,48 @@ class ClusterLauncher:
             )
 
 
+def _warm_supervise(job: tuple[list[str], WorkerConfig], events: Connection, log: str) -> None:
+    """The supervisor, in a child of the runner's warm server: it forks its ranks."""
+    from harness.launch import become_run
+
+    argv, config = job
+    config = replace(config, event_fd=become_run(events, log))
+    sys.exit(supervise([*argv, "--fork", config.to_json()]))
+
+
 # -- the supervisor ---------------------------------------------------------------------------
+
+
+class ForkedRank:
+    """A rank forked from the supervisor, behind the part of `subprocess.Popen` used here."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid == self.pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if timeout is None and self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        end = time.monotonic() + (timeout or 0.0)
+        while (code := self.poll()) is None:
+            if time.monotonic() >= end:
+                raise subprocess.TimeoutExpired(f"rank pid {self.pid}", timeout or 0.0)
+            time.sleep(WAIT_POLL_SECONDS)
+        return code
 
 
 @dataclass
 class Rank:
     index: int
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | ForkedRank
     fd: int  # read end of its event pipe
     log: Path
     buffer: bytes = b""
@@ -181,6 +244,13 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None or isinstance(exc.code, int):
+        return exc.code or 0
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
 def _describe_exit(code: int | None) -> str:
     if code is None:
         return "still running"
@@ -208,10 +278,19 @@ class Supervisor:
         startup: float,
         ports: list[int] | None = None,
         rank_command: Callable[[int], list[str]] | None = None,
+        fork: bool = False,
+        rank_main: Callable[[int], int] | None = None,
+        private_fds: tuple[int, ...] = (),
     ) -> None:
         self.config = config
-        # `python -X faulthandler ARGS` of a rank, given its event pipe; by default the worker
+        # A cold rank: `python -X faulthandler ARGS`, given its event pipe; by default the worker
         self.rank_command = rank_command or self.worker_rank
+        # A forked rank (`fork`) runs `rank_main(event_fd)` and exits with its status; by default
+        # the worker. This process must have imported what the ranks need and have started none
+        # of TensorFlow's runtime (harness/preload.py), nor any thread.
+        self.fork = fork
+        self.rank_main = rank_main or self.worker_main
+        self.private_fds = private_fds  # the supervisor's own: a forked rank closes them
         self.workers = workers
         self.logs = logs
         self.deadline = deadline
@@ -222,31 +301,92 @@ class Supervisor:
 
     def start_ranks(self, attempt: int) -> None:
         ports = self.ports if attempt == 1 and self.ports else free_ports(self.workers)
-        print(f"# attempt {attempt}: ranks on 127.0.0.1 ports {ports}", flush=True)
+        how = "forked" if self.fork else "cold"
+        self._note(f"attempt {attempt}: {how} ranks on 127.0.0.1 ports {ports}")
         for index in range(self.workers):
             read_fd, write_fd = os.pipe()
             log = Path(f"{self.logs}.rank{index}.log")
-            env = dict(os.environ, TF_CONFIG=tf_config(ports, index))
-            cmd = [sys.executable, "-X", "faulthandler", *self.rank_command(write_fd)]
+            config = tf_config(ports, index)
             with open(log, "ab") as out:
                 out.write(f"# rank {index} of {self.workers}, attempt {attempt}\n".encode())
-                out.flush()
-                process = subprocess.Popen(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=(write_fd,),
-                    env=env,
-                    preexec_fn=_die_with_parent,  # safe: the supervisor has one thread
+            if self.fork:
+                process: subprocess.Popen[bytes] | ForkedRank = self._fork_rank(
+                    config, read_fd, write_fd, log
                 )
+            else:
+                cmd = [sys.executable, "-X", "faulthandler", *self.rank_command(write_fd)]
+                with open(log, "ab") as out:
+                    process = subprocess.Popen(
+                        cmd,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        pass_fds=(write_fd,),
+                        env=dict(os.environ, TF_CONFIG=config),
+                        preexec_fn=_die_with_parent,  # safe: the supervisor has one thread
+                    )
             os.close(write_fd)
             self.ranks.append(Rank(index, process, read_fd, log))
-            print(f"# rank {index}: pid {process.pid}, log {log.name}", flush=True)
+            self._note(f"rank {index}: pid {process.pid}, log {log.name}")
+
+    def _fork_rank(self, config: str, read_fd: int, write_fd: int, log: Path) -> ForkedRank:
+        """Fork one rank; the child never returns from here."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid:
+            return ForkedRank(pid)
+        code = 1
+        try:
+            _die_with_parent()
+            if os.getppid() != parent:  # the supervisor died before PDEATHSIG was armed
+                os._exit(1)
+            # what only the supervisor may hold: its event stream to the runner (which would
+            # not see it end while a rank lived) and the read ends of the ranks' pipes
+            for fd in (*self.private_fds, read_fd, *(r.fd for r in self.ranks)):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            os.close(out)
+            os.close(null)
+            # Python's streams on the log too, whatever the supervisor had made of its own
+            sys.stdout = open(1, "w", buffering=1, closefd=False)
+            sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as in a fresh interpreter
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            os.environ["TF_CONFIG"] = config
+            faulthandler.enable(file=2)
+            faulthandler.register(signal.SIGUSR1, file=2, all_threads=True)  # the watchdog's dump
+            code = self.rank_main(write_fd)
+        except SystemExit as exc:
+            code = _exit_code(exc)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            # no interpreter shutdown: the supervisor's state is not the rank's to clean up
+            with contextlib.suppress(BaseException):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
 
     def worker_rank(self, event_fd: int) -> list[str]:
         config = replace(self.config, event_fd=event_fd)
         return ["-m", "harness.run.cluster", "rank", config.to_json()]
+
+    def worker_main(self, event_fd: int) -> int:
+        """A forked rank: the plain worker."""
+        from harness import worker
+
+        return worker.main([replace(self.config, event_fd=event_fd).to_json()])
+
+    def _note(self, message: str) -> None:
+        """A line of the supervisor's log, stamped with the seconds since it began."""
+        print(f"# {message}  [{self._elapsed():.2f} s]", flush=True)
 
     def watch(self, out: Events) -> dict[str, Any]:
         """Until every rank is done (the chief's final event) or one fails (ClusterFailed)."""
@@ -294,8 +434,10 @@ class Supervisor:
             kind = event.get("event")
             if kind == "start":
                 rank.started = True
+                self._note(f"rank {rank.index}: started (its strategy is up)")
             if kind in ("done", "diverged", "error"):
                 rank.final = event
+                self._note(f"rank {rank.index}: {kind}")
                 if not rank.started and any(t in str(event.get("error")) for t in PORT_TAKEN):
                     raise PortTaken(f"rank {rank.index} could not bind its port")
                 if kind == "diverged":
@@ -313,8 +455,9 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(rank.process.pid, signal.SIGKILL)
             rank.process.wait()
-            print(f"# rank {rank.index} hung on exit; killed", flush=True)
+            self._note(f"rank {rank.index} hung on exit; killed")
             code = 0 if rank.final is not None and rank.final["event"] == "done" else None
+        self._note(f"rank {rank.index}: {_describe_exit(code)}")
         if rank.final is None or code != 0:
             if not rank.started and any(s in _log_tail(rank.log) for s in PORT_TAKEN):
                 raise PortTaken(f"rank {rank.index} could not bind its port")
@@ -369,7 +512,7 @@ class Supervisor:
             try:
                 final = self.watch(out)
             except PortTaken as exc:
-                print(f"# {exc}; starting again on other ports", flush=True)
+                self._note(f"{exc}; starting again on other ports")
                 self.stop(dump_stacks=False)
                 if self._elapsed() > self.startup:
                     break
@@ -382,7 +525,7 @@ class Supervisor:
                 return 3
             except ClusterFailed as exc:
                 reason = self.root_cause(str(exc))
-                print(f"# failed: {reason}", flush=True)
+                self._note(f"failed: {reason}")
                 self.stop(dump_stacks=True)
                 out.emit("error", error=reason, peak_rss_mb=None, tensorflow=None)
                 return 1
@@ -415,13 +558,28 @@ def supervise(argv: list[str]) -> int:
     parser.add_argument("--deadline", type=float, default=600.0)
     parser.add_argument("--startup", type=float, default=STARTUP_SECONDS)
     parser.add_argument("--ports", help="P0,P1,...: the first attempt's ports (default: free ones)")
+    parser.add_argument(
+        "--fork",
+        action="store_true",
+        help="fork the ranks from this process, which imports the frameworks once (if it has "
+        "not: a child of the warm server has), instead of starting fresh interpreters",
+    )
     parser.add_argument("config")
     args = parser.parse_args(argv)
     ports = [int(p) for p in args.ports.split(",")] if args.ports else None
     config = WorkerConfig.from_json(args.config)
     _stop_on_signals()
+    if args.fork:
+        import harness.preload  # noqa: F401  (imports only: no runtime, no thread of TensorFlow's)
     supervisor = Supervisor(
-        config, args.workers, args.logs, args.deadline, args.startup, ports=ports
+        config,
+        args.workers,
+        args.logs,
+        args.deadline,
+        args.startup,
+        ports=ports,
+        fork=args.fork,
+        private_fds=() if config.event_fd is None else (config.event_fd,),
     )
     stream = os.fdopen(config.event_fd, "w") if config.event_fd is not None else sys.stdout
     with stream:
