@@ -103,6 +103,7 @@ def test_measurement_end_to_end_on_loopback(tmp_path):
            "--batches", "64", "--steps", "5", "--repeats", "2"]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=85)
     assert run.returncode == 0, run.stderr[-2000:]
+    assert "forked ranks" in run.stdout  # the frameworks imported once, every rank forked
     data = json.loads((out / "scaling.json").read_text())
     assert [(s["workers"], s["batch"]) for s in data["steps"]] == [(1, 64), (2, 64)]
     assert math.isfinite(data["model"]["latency_seconds"])

@@ -5,8 +5,9 @@
 For each number of workers, a loopback cluster (harness/run/cluster.py) whose ranks time the
 `tf2_multiworker` variant's steps at each global batch and all-reduces alone
 (harness/measure/scaling.py); then the scaling model is fitted and projected. One cluster at a
-time, so that no measurement shares the CPU with another. The report is
-`python -m harness.report.scaling FOLDER`.
+time, so that no measurement shares the CPU with another. The frameworks are imported once, here,
+and every rank is forked from this process (`--cold` starts each in a fresh interpreter instead).
+The report is `python -m harness.report.scaling FOLDER`.
 """
 
 from __future__ import annotations
@@ -31,13 +32,18 @@ STARTUP_SECONDS = 120.0  # N TensorFlow imports at once on a small machine
 DEADLINE_SECONDS = 600.0
 
 
-def measure_cluster(workers: int, batch: int, logs: Path, argv: list[str]) -> dict[str, Any]:
-    """One cluster of `workers` ranks at global batch `batch`: the chief's result."""
+def measure_cluster(
+    workers: int, batch: int, logs: Path, argv: list[str], fork: bool = True
+) -> dict[str, Any]:
+    """One cluster of `workers` ranks at global batch `batch`: the chief's result. Forked ranks
+    need the frameworks imported here first (harness/preload.py)."""
     sink = io.StringIO()
 
+    def rank_args(event_fd: int) -> list[str]:
+        return ["--event-fd", str(event_fd), "--batch", str(batch), *argv]
+
     def rank_command(event_fd: int) -> list[str]:
-        return ["-m", "harness.measure.scaling", "rank", "--event-fd", str(event_fd),
-                "--batch", str(batch), *argv]  # fmt: skip
+        return ["-m", "harness.measure.scaling", "rank", *rank_args(event_fd)]
 
     supervisor = Supervisor(
         None,
@@ -46,6 +52,8 @@ def measure_cluster(workers: int, batch: int, logs: Path, argv: list[str]) -> di
         DEADLINE_SECONDS,
         STARTUP_SECONDS,
         rank_command=rank_command,
+        fork=fork,
+        rank_main=lambda event_fd: scaling.rank_main(rank_args(event_fd)),
     )
     supervisor.run(Events(sink))
     final = [json.loads(line) for line in sink.getvalue().splitlines()][-1]
@@ -54,14 +62,18 @@ def measure_cluster(workers: int, batch: int, logs: Path, argv: list[str]) -> di
     return final
 
 
-def run(out: Path, workers: list[int], batches: list[int], argv: list[str]) -> dict[str, Any]:
+def run(
+    out: Path, workers: list[int], batches: list[int], argv: list[str], fork: bool = True
+) -> dict[str, Any]:
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    if fork:
+        import harness.preload  # noqa: F401  (imports only: the ranks start TensorFlow's runtime)
     steps, allreduce = [], []
     for n in workers:
         for batch in batches:
             print(f"{n} worker(s), global batch {batch} ...", flush=True)
-            r = measure_cluster(n, batch, logs, argv)
+            r = measure_cluster(n, batch, logs, argv, fork)
             steps.append({k: r[k] for k in ("workers", "batch", "gradient_bytes", "step_seconds")})
             if batch == batches[0]:  # the all-reduce does not depend on the batch
                 allreduce += [
@@ -106,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--steps", type=int, default=20, help="timed steps per repeat")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--cold", action="store_true", help="start every rank in a fresh interpreter"
+    )
     args = parser.parse_args(argv)
     try:
         workers = [int(w) for w in args.workers.split(",")]
@@ -121,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rank_argv = ["--steps", str(args.steps), "--repeats", str(args.repeats)]
     try:
-        result = run(args.out, workers, batches, rank_argv)
+        result = run(args.out, workers, batches, rank_argv, fork=not args.cold)
     except RuntimeError as exc:
         print(f"scaling: {exc} (logs in {args.out / 'logs'})", file=sys.stderr)
         return 1
