@@ -1,6 +1,12 @@
 """Measure the CI gate itself: its false alarms on clean runs and the slowdowns it catches.
 
     python tests/benchmarks/gate_campaign.py --clean 10 --slowdowns 0.1,0.25,0.5
+    python tests/benchmarks/gate_campaign.py --acceptance [--clean 10] [--fraction 0.25]
+
+`--acceptance` runs `bash .ci/bench` itself, exactly as CI does (against the stored baseline,
+with its confirmation run): `--clean` times clean, then once per variant with `--fraction`
+of extra work injected into that variant alone; it prints each exit status and verdict line
+and ends with the count of clean runs that failed and of slowed variants that passed.
 
 Runs the short benchmarks as `.ci/bench` does, into OUT/ (default .benchmarks/campaign):
 one baseline, then `--clean` clean runs, then one run per slowdown with that extra work
@@ -14,14 +20,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+import variants  # noqa: E402
 from harness.report import bench_compare  # noqa: E402
+from harness.run import cluster  # noqa: E402
+
+# the variants .ci/bench times: those that train in one process
+VARIANTS = [n for n in variants.REGISTRY if cluster.layout(variants.REGISTRY[n]) == "single"]
+VERDICT = re.compile(r"^(none of \d+ benchmarks is slower|\d+ slower: .*)$")
 
 
 def run(out: Path, slowdown: str = "") -> Path:
@@ -32,12 +46,50 @@ def run(out: Path, slowdown: str = "") -> Path:
     return out
 
 
+def ci_bench(slowdown: str = "") -> tuple[int, str, float]:
+    """`bash .ci/bench` as CI runs it: its exit status, its last verdict line, seconds."""
+    env = {**os.environ, "MLPBENCH_BENCH_SLOWDOWN": slowdown, "COLUMNS": "200"}
+    t0 = time.monotonic()
+    done = subprocess.run(
+        ["bash", ".ci/bench"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
+    verdicts = [ln for ln in done.stdout.splitlines() if VERDICT.match(ln.strip())]
+    return (
+        done.returncode,
+        (verdicts[-1] if verdicts else done.stderr[-300:]).strip(),
+        (time.monotonic() - t0),
+    )
+
+
+def acceptance(clean: int, fraction: float) -> None:
+    print("| run | exit | verdict | seconds |\n|---|---|---|---|", flush=True)
+    false_alarms = 0
+    for i in range(1, clean + 1):
+        code, line, seconds = ci_bench()
+        false_alarms += code != 0
+        print(f"| clean {i} | {code} | {line} | {seconds:.0f} |", flush=True)
+    missed = []
+    for variant in VARIANTS:
+        code, line, seconds = ci_bench(f"{variant}:{fraction}")
+        if code == 0:
+            missed.append(variant)
+        print(f"| {variant} +{fraction:.0%} | {code} | {line} | {seconds:.0f} |", flush=True)
+    print(f"\n{false_alarms} of {clean} clean runs failed the gate; "
+          f"{len(VARIANTS) - len(missed)} of {len(VARIANTS)} slowed variants failed it"
+          + (f" (passed: {', '.join(missed)})" if missed else ""), flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clean", type=int, default=10)
     parser.add_argument("--slowdowns", default="0.1,0.25,0.5")
+    parser.add_argument("--acceptance", action="store_true", help="run .ci/bench itself")
+    parser.add_argument("--fraction", type=float, default=0.25)
     parser.add_argument("--out", type=Path, default=ROOT / ".benchmarks" / "campaign")
     args = parser.parse_args()
+    if args.acceptance:
+        acceptance(args.clean, args.fraction)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     base = run(args.out / "base.json")
     print("| clean run | slower (false alarms) | largest change |\n|---|---|---|", flush=True)
