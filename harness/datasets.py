@@ -7,13 +7,17 @@ from the network unless `download=True` is passed explicitly."""
 
 from __future__ import annotations
 
+import errno
 import gzip
+import math
 import os
+import stat
 import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +44,16 @@ LABELS_MAGIC = 0x00000801
 UBYTE = 0x08
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
+
+# What a path can turn out to be (see _what_is), besides a link loop, a pipe, a device, ...
+FILE, DIRECTORY = "a file", "a directory"
+
+# Past the data its header declares, an IDX file's extra bytes are counted up to this many and
+# no further: the count of an honest mistake is exact, and a gzip bomb is never inflated.
+TRAILING_COUNTED = 1 << 20
+# deflate's best ratio, inflated bytes per compressed byte: a .gz file whose header declares
+# more data than this allows cannot hold it, whatever it inflates to.
+MAX_DEFLATE_RATIO = 1032
 
 IDX_HELP = (
     "pass --data-dir DIR with the four IDX files "
@@ -100,15 +114,15 @@ def load_mnist(data_dir: str | Path | None, download: bool = False) -> Dataset:
         raise DatasetError(f"mnist: no data directory given; {MNIST_HELP}")
     directory = Path(data_dir) if data_dir is not None else default_download_dir()
     damaged = "replace it with an intact copy"
-    if directory.suffix == ".npz" and not directory.is_dir():  # the file, not its directory
-        if not directory.is_file():
+    if directory.suffix == ".npz" and _what_is(directory) != DIRECTORY:  # the file itself
+        if not _what_is(directory):
             raise DatasetError(f"mnist: {directory} not found; {MNIST_HELP}")
         return _load_npz("mnist", directory, damaged)
     if download and not (_has_idx_set(directory) or (directory / MNIST_NPZ).is_file()):
         download_mnist(directory)
     _require_dir("mnist", directory, MNIST_HELP)
     # IDX first: they are the original distribution; mnist.npz is the Keras repackaging.
-    if _has_idx_set(directory) or not (directory / MNIST_NPZ).exists():
+    if _has_idx_set(directory) or not _what_is(directory / MNIST_NPZ):
         paths = [_find_idx("mnist", directory, name, MNIST_HELP) for name in IDX_NAMES]
         return _load_idx_set("mnist", paths, damaged)
     return _load_npz("mnist", directory / MNIST_NPZ, damaged)
@@ -168,9 +182,15 @@ def load(name: str, data_dir: str | Path | None = None, download: bool = False) 
                 "digits: built into scikit-learn, it reads no files; drop --data-dir"
             )
         return load_digits()
-    if name == "fashion-mnist":
-        return load_fashion_mnist(data_dir)
-    return load_mnist(data_dir, download=download)
+    try:
+        if name == "fashion-mnist":
+            return load_fashion_mnist(data_dir)
+        return load_mnist(data_dir, download=download)
+    except MemoryError as e:  # the files hold what they declare, but more than fits
+        raise DatasetError(
+            f"{name}: not enough memory to load the data set ({_one_line(e)}); free memory "
+            "or pass --data-dir DIR with a smaller set"
+        ) from None
 
 
 # IDX files
@@ -178,14 +198,7 @@ def load(name: str, data_dir: str | Path | None = None, download: bool = False) 
 
 def _read_idx_images(path: Path, dataset: str, fix: str) -> np.ndarray:
     """(n, 28, 28) uint8 images from an IDX file (gzipped if the name ends in .gz)."""
-    images = _read_idx(path, dataset, fix, IMAGES_MAGIC, "images")
-    if images.shape[1:] != IMAGE_SHAPE:
-        rows, cols = images.shape[1:]
-        raise DatasetError(
-            f"{dataset}: {path}: images are {rows}x{cols}, expected 28x28; "
-            "is it an MNIST-format file?"
-        )
-    return images
+    return _read_idx(path, dataset, fix, IMAGES_MAGIC, "images")
 
 
 def _read_idx_labels(path: Path, dataset: str, fix: str) -> np.ndarray:
@@ -196,15 +209,42 @@ def _read_idx_labels(path: Path, dataset: str, fix: str) -> np.ndarray:
 
 
 def _read_idx(path: Path, dataset: str, fix: str, magic: int, kind: str) -> np.ndarray:
-    data = _read_bytes(path, dataset, fix)
+    """The array an IDX file holds. The header is read first and the data after it only as
+    far as the header declares: a .gz file is never inflated further than that (plus a
+    bounded count of extra bytes), so a damaged header or a gzip bomb costs no memory."""
     where = f"{dataset}: {path}"
+    gz = path.suffix == ".gz"
+    try:
+        file = path.open("rb")
+    except OSError as e:
+        raise DatasetError(f"{where}: cannot read ({_one_line(e)}); check its permissions") from e
+    with file:
+        try:
+            size = os.fstat(file.fileno()).st_size
+            stream = gzip.GzipFile(fileobj=file, mode="rb") if gz else file
+            return _parse_idx(stream, size, path, dataset, fix, magic, kind)
+        except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+            if not gz:
+                raise DatasetError(
+                    f"{where}: cannot read ({_one_line(e)}); check its permissions"
+                ) from e
+            raise DatasetError(f"{where}: not a valid gzip file ({_one_line(e)}); {fix}") from e
+
+
+def _parse_idx(
+    stream: Any, size: int, path: Path, dataset: str, fix: str, magic: int, kind: str
+) -> np.ndarray:
+    """The array behind an IDX header, read from `stream` (`size`: the file's size)."""
+    where, gz = f"{dataset}: {path}", path.suffix == ".gz"
+    data = stream.read(4)
     if len(data) < 4:
         raise DatasetError(f"{where}: truncated: {len(data)} bytes, no IDX header; {fix}")
-    (found,) = struct.unpack(">I", data[:4])
+    (found,) = struct.unpack(">I", data)
     if found != magic:
         raise DatasetError(f"{where}: {_magic_problem(found, magic, kind, path)}")
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
+    data += stream.read(header - 4)
     if len(data) < header:
         raise DatasetError(
             f"{where}: truncated: {len(data)} bytes, shorter than the {header}-byte header; {fix}"
@@ -213,38 +253,63 @@ def _read_idx(path: Path, dataset: str, fix: str, magic: int, kind: str) -> np.n
     n = dims[0]
     if n == 0:
         raise DatasetError(f"{where}: header declares 0 {kind}; {fix}")
-    item = int(np.prod(dims[1:], dtype=np.int64))
+    if kind == "images" and dims[1:] != IMAGE_SHAPE:
+        rows, cols = dims[1:]
+        raise DatasetError(
+            f"{where}: images are {rows}x{cols}, expected 28x28; is it an MNIST-format file?"
+        )
+    item = math.prod(dims[1:])  # Python ints: a damaged header cannot overflow them
     expected = n * item
-    held = len(data) - header
+    if gz and expected > (size + 1) * MAX_DEFLATE_RATIO:
+        raise DatasetError(
+            f"{where}: header declares {n} {kind} ({_bytes(expected)}), more than "
+            f"{_bytes(size)} of gzip data can inflate to: the header is damaged; {fix}"
+        )
+    if not gz and expected > size - header:
+        raise DatasetError(
+            f"{where}: truncated, or a damaged header: header declares {n} {kind} "
+            f"({_bytes(expected)}), file holds {(size - header) // item} "
+            f"({_bytes(size - header)}); {fix}"
+        )
+    array = np.empty(expected, dtype=np.uint8)
+    held = _fill(stream, memoryview(array))
     if held < expected:
         raise DatasetError(
-            f"{where}: truncated: header declares {n} {kind}, file holds {held // max(item, 1)}"
-            f"; {fix}"
+            f"{where}: truncated: header declares {n} {kind}, file holds {held // item}; {fix}"
         )
-    if held > expected:
+    extra = size - header - expected if not gz else len(stream.read(TRAILING_COUNTED + 1))
+    if extra > TRAILING_COUNTED:
         raise DatasetError(
-            f"{where}: {held - expected} bytes after the {n} {kind} the header declares; {fix}"
+            f"{where}: more than {_bytes(TRAILING_COUNTED)} after the {n} {kind} the header "
+            f"declares; {fix}"
         )
-    # A read-only view of the bytes: scaling (images) and astype (labels) make the copies.
-    return np.frombuffer(data, dtype=np.uint8, count=expected, offset=header).reshape(dims)
+    if extra:
+        raise DatasetError(
+            f"{where}: {extra} bytes after the {n} {kind} the header declares; {fix}"
+        )
+    return array.reshape(dims)
 
 
-def _read_bytes(path: Path, dataset: str, fix: str) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DatasetError(
-            f"{dataset}: {path}: cannot read ({_one_line(e)}); check its permissions"
-        ) from e
-    if path.suffix != ".gz":
-        return raw
-    try:
-        # One call over the whole file: much faster than streaming through gzip.open.
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
-        raise DatasetError(
-            f"{dataset}: {path}: not a valid gzip file ({_one_line(e)}); {fix}"
-        ) from e
+def _fill(stream: Any, buffer: memoryview) -> int:
+    """Read into `buffer` until it is full or the stream ends; the number of bytes read."""
+    got = 0
+    while got < len(buffer):
+        k = stream.readinto(buffer[got:])
+        if not k:
+            break
+        got += k
+    return got
+
+
+def _bytes(n: int) -> str:
+    """A size for a message: exact below 1 KiB, else in KiB ... TiB with 3 significant digits."""
+    if n < 1024:
+        return f"{n} bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        n /= 1024
+        if n < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}"
+    raise AssertionError("unreachable")
 
 
 def _magic_problem(found: int, expected: int, kind: str, path: Path) -> str:
@@ -264,9 +329,19 @@ def _magic_problem(found: int, expected: int, kind: str, path: Path) -> str:
 
 
 def _find_idx(dataset: str, directory: Path, name: str, missing: str) -> Path:
+    standing = []  # what stands at a name that is not a file
     for candidate in (directory / f"{name}.gz", directory / name):
-        if candidate.is_file():
+        what = _what_is(candidate)
+        if what == FILE:
             return candidate
+        if what:
+            standing.append((candidate, what))
+    if standing:
+        candidate, what = standing[0]
+        raise DatasetError(
+            f"{dataset}: {candidate} is {what}, not an IDX file; put the file itself there, "
+            f"or {missing}"
+        )
     raise DatasetError(f"{dataset}: {directory / name}.gz not found (nor without .gz); {missing}")
 
 
@@ -296,6 +371,9 @@ def _load_idx_set(dataset: str, paths: list[Path], fix: str) -> Dataset:
 
 def _load_npz(dataset: str, path: Path, fix: str) -> Dataset:
     where = f"{dataset}: {path}"
+    what = _what_is(path)
+    if what != FILE:
+        raise DatasetError(f"{where}: is {what or 'missing'}, not an .npz file; {fix}")
     try:
         # allow_pickle=False: a data file must not be able to run code.
         loaded = np.load(path, allow_pickle=False)
@@ -371,10 +449,38 @@ def _scale(images: np.ndarray) -> np.ndarray:
 
 
 def _require_dir(dataset: str, directory: Path, missing: str) -> None:
-    if not directory.exists():
+    what = _what_is(directory)
+    if not what:
         raise DatasetError(f"{dataset}: {directory} not found; {missing}")
-    if not directory.is_dir():
+    if what == FILE:
         raise DatasetError(f"{dataset}: {directory} is not a directory; {missing}")
+    if what != DIRECTORY:
+        raise DatasetError(f"{dataset}: {directory} is {what}, not a directory; {missing}")
+
+
+def _what_is(path: Path) -> str:
+    """What stands at `path`, in words: FILE (a regular file, or a symlink to one),
+    DIRECTORY, "a symlink loop", ...; "" when nothing is there. A name that exists but is not
+    a file must not be reported as missing, nor opened (a named pipe would block)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            return f"a broken symlink (to {os.readlink(path)})"
+        return ""
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symlink loop"
+        return f"unreadable ({_one_line(e)})"
+    if stat.S_ISREG(mode):
+        return FILE
+    if stat.S_ISDIR(mode):
+        return DIRECTORY
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device"
 
 
 def _one_line(e: BaseException) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 SCHEMA_VERSION = 1
@@ -209,14 +210,16 @@ def read_versioned_json(folder: Path, name: str, kind: str, version: int) -> dic
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
-    return read_versioned_json(path, MANIFEST, "results", SCHEMA_VERSION)
+    manifest = read_versioned_json(path, MANIFEST, "results", SCHEMA_VERSION)
+    _check_json(Path(path) / MANIFEST, manifest, MANIFEST_SPEC)
+    return manifest
 
 
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     if not path.exists():
         return empty_frame(columns)
     try:
-        frame = pd.read_csv(path, dtype={"variant": str, "error": str, "api_level": str})
+        frame = pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str))
     except pd.errors.EmptyDataError:
         return empty_frame(columns)
     except (OSError, ValueError) as exc:
@@ -226,6 +229,9 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ResultsError(f"{path} lacks columns {', '.join(missing)}")
+    for column in frame.columns.intersection(columns).difference(TEXT_COLUMNS):
+        frame[column] = _column(path, frame, column)
+    _require_keys(path, frame, columns)
     return frame.astype({c: t for c, t in _NULLABLE.items() if c in frame.columns})
 
 
@@ -240,3 +246,167 @@ def load_results(path: str | Path) -> Results:
         epochs=_read_csv(path / EPOCHS, EPOCHS_COLUMNS),
         summary=_read_csv(path / SUMMARY, SUMMARY_COLUMNS),
     )
+
+
+# Reading checks: a damaged or hand-edited folder is refused with one line naming the file, the
+# field and what it holds, instead of failing later, deep in a report, with a traceback.
+
+# The CSV columns that hold text; every other column holds numbers (booleans in _NULLABLE's).
+TEXT_COLUMNS = ("variant", "status", "error", "api_level", "device", "level", "source_sha256")
+# Columns that say which run (epoch, step) a row belongs to: never empty.
+KEY_COLUMNS = {"variant", "seed", "status", "epoch", "step"}
+# Number columns that hold whole numbers.
+WHOLE_COLUMNS = {"seed", "epoch", "step"} | {c for c, t in _NULLABLE.items() if t == "Int64"}
+_BOOLEANS = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
+DAMAGED = "correct it, or run the suite again into a new folder"
+
+
+def _column(path: Path, frame: pd.DataFrame, column: str) -> pd.Series:
+    """`frame[column]` as numbers (or booleans); ResultsError at the first cell that is not."""
+    values = frame[column]
+    if _NULLABLE.get(column) == "boolean":
+        if pd.api.types.is_bool_dtype(values):
+            return values
+        text = values.map(lambda v: str(v).strip().lower(), na_action="ignore")
+        parsed, expected = text.map(_BOOLEANS).astype(object), "True or False"
+        bad = values.notna() & parsed.isna()
+    else:
+        parsed = (
+            values
+            if pd.api.types.is_numeric_dtype(values)
+            else pd.to_numeric(values, errors="coerce")
+        )
+        bad, expected = values.notna() & parsed.isna(), "a number"
+        if column in WHOLE_COLUMNS and not bad.any():
+            finite = parsed.astype(float)
+            bad = parsed.notna() & ~(np.isfinite(finite) & (finite % 1 == 0))
+            expected = "a whole number"
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        row = frame.iloc[i]
+        run = f" ({row['variant']} seed {row['seed']})" if column != "seed" else ""
+        raise ResultsError(
+            f"{path}, row {i + 1}{run}: {column} is {_short(values.iloc[i])}, not {expected}; "
+            f"{DAMAGED}"
+        )
+    return parsed
+
+
+def _require_keys(path: Path, frame: pd.DataFrame, columns: list[str]) -> None:
+    """Every row names its run (and its epoch and step): an empty key cell is refused."""
+    for column in KEY_COLUMNS.intersection(columns):
+        empty = frame[column].isna() | (frame[column].astype(str).str.strip() == "")
+        if empty.any():
+            i = int(np.flatnonzero(empty.to_numpy())[0])
+            raise ResultsError(f"{path}, row {i + 1}: {column} is empty; {DAMAGED}")
+
+
+def _short(value: object) -> str:
+    """A cell as a message shows it: text quoted, a number as written, at most 40 characters."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# What the manifest's keys must hold, where they are present (results/README.md): a kind
+# ("text", "number", "whole", "boolean", "object", "list"; null is always allowed: the runner
+# writes it for what was not measured), a dict of an object's keys, ("list", spec) for a list
+# of items, ("map", spec) for an object whose every value follows spec.
+RUN_SPEC = {
+    "variant": "text",
+    "seed": "whole",
+    "status": "text",
+    "error": "text",
+    "device": "text",
+    "api_level": "text",
+    "level": "text",
+    "rung": "whole",
+    "attempts": "whole",
+    "started": "text",
+    "wall_seconds": "number",
+    "first_step_seconds": "number",
+    "import_seconds": "number",
+    "build_seconds": "number",
+    "peak_rss_mb": "number",
+    "params": "whole",
+    "task_fingerprint": "text",
+    "log": "text",
+}
+MANIFEST_SPEC = {
+    "name": "text",
+    "created": "text",
+    "finished": "text",
+    "command": "text",
+    "argv": "list",
+    "resumed": "list",
+    "config": {
+        "variants": "list",
+        "dataset": "text",
+        "epochs": "whole",
+        "batch_size": "whole",
+        "optimizer": "object",
+        "hidden": "list",
+        "seeds": "list",
+        "device": "text",
+        "parity": "boolean",
+        "target_accuracy": "number",
+        "jobs": "whole",
+    },
+    "environment": "object",
+    "tasks": ("map", {"fingerprint": "text", "n_train": "whole", "n_test": "whole"}),
+    "calibration": {"peak_gflops": "number", "flops_per_sample": "number"},
+    "overhead": {
+        "ratio_median": "number",
+        "ratio_spread": ("map", "number"),
+        "rounds": "whole",
+    },
+    "timeline": "list",
+    "isolation": "object",
+    "runs": ("list", RUN_SPEC),
+}
+_KINDS = {
+    "text": ((str,), "text"),
+    "number": ((int, float), "a number"),
+    "whole": ((int,), "a whole number"),
+    "boolean": ((bool,), "true or false"),
+    "object": ((dict,), "an object"),
+    "list": ((list,), "a list"),
+}
+
+
+def _check_json(file: Path, value: Any, spec: Any, where: str = "") -> None:
+    """ResultsError (one line, naming the field) where `value` does not follow `spec`."""
+    if value is None:
+        return
+    if isinstance(spec, str):
+        types, expected = _KINDS[spec]
+        if isinstance(value, types) and (spec == "boolean" or not isinstance(value, bool)):
+            return
+    elif isinstance(spec, dict):
+        expected = "an object"
+        if isinstance(value, dict):
+            for key, sub in spec.items():
+                _check_json(file, value.get(key), sub, f"{where}.{key}" if where else key)
+            return
+    else:
+        how, item = spec
+        expected = "a list" if how == "list" else "an object"
+        if isinstance(value, list if how == "list" else dict):
+            pairs = enumerate(value) if how == "list" else value.items()
+            for key, sub in pairs:
+                _check_json(
+                    file, sub, item, f"{where}[{key!r}]" if how == "map" else f"{where}[{key}]"
+                )
+            return
+    raise ResultsError(f"{file}: {where} is {_json_kind(value)}, expected {expected}; {DAMAGED}")
+
+
+def _json_kind(value: Any) -> str:
+    """A JSON value in words, with the value itself when it is short: text "oops"."""
+    if isinstance(value, (dict, list)):
+        return "an object" if isinstance(value, dict) else "a list"
+    if isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, str):
+        shown = json.dumps(value)
+        return "text " + (shown if len(shown) <= 40 else shown[:36] + '..."')
+    return f"the number {value}"

@@ -82,7 +82,7 @@ def export_set(rs: ResultSet, out: Path) -> list[Path]:
         writer = Writer(str(path))
         try:
             end_of_epoch = dict(
-                zip(epochs["epoch"], start + epochs["seconds"].fillna(0).cumsum(), strict=True)
+                zip(epochs["epoch"], start + _finite(epochs["seconds"]).cumsum(), strict=True)
             )
             for epoch, group in steps.groupby("epoch", sort=True):
                 begin = end_of_epoch.get(epoch - 1, start)
@@ -113,3 +113,9 @@ def _timestamp(iso: object) -> float:
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=dt.timezone.utc)
     return stamp.timestamp()
+
+
+def _finite(seconds: pd.Series) -> pd.Series:
+    """Epoch times for wall times: a missing or non-finite one counts as 0 s."""
+    values = seconds.astype(float)
+    return values.where(np.isfinite(values), 0.0)

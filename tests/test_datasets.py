@@ -258,6 +258,94 @@ def test_fashion_mnist_missing_file_in_data_dir(idx_dir):
     assert "--data-dir DIR with the four IDX files" in message
 
 
+# Headers that declare what the file cannot hold, and gzip bombs
+
+
+def gzip_bomb(header: bytes, inflated_mib: int) -> bytes:
+    """A .gz file whose IDX header is followed by `inflated_mib` MiB of zeros: gzip members
+    of 16 MiB of zeros each (a valid multi-member gzip file), so that it is quick to make."""
+    zeros = gzip.compress(bytes(1 << 24), compresslevel=9)
+    assert inflated_mib % 16 == 0
+    return gzip.compress(header) + zeros * (inflated_mib // 16)
+
+
+def test_gzip_bomb_is_inflated_no_further_than_the_header_declares(idx_dir):
+    """20 images declared, 64 MiB of zeros behind them: refused with one line, and reading
+    it allocates a small fraction of what it inflates to."""
+    import tracemalloc
+
+    path = idx_path(idx_dir, TRAIN_IMAGES)
+    path.write_bytes(gzip_bomb(struct.pack(">4I", 0x803, N_TRAIN, 28, 28), 64))
+    assert path.stat().st_size < 200_000
+    tracemalloc.start()
+    try:
+        message = load_error("mnist", idx_dir)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"peak {peak / 2**20:.0f} MiB while reading a 64 MiB bomb"
+    assert message.startswith(f"mnist: {path}: more than 1 MiB after the {N_TRAIN} images")
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gzipped", "raw"])
+def test_header_declaring_dims_of_0xffffffff(tmp_path, gz):
+    """Once reported as "36893488134534202129 bytes after the ..." (the product of the dims
+    overflowed int64). Each impossible header gets a line that says what is wrong with it."""
+    most = 0xFFFFFFFF
+    directory = write_idx_dir(tmp_path / "mnist", gz=gz)
+    images, labels = idx_path(directory, TRAIN_IMAGES, gz), idx_path(directory, TRAIN_LABELS, gz)
+    original = images.read_bytes()
+    rewrite(images, struct.pack(">4I", 0x803, most, most, most) + bytes(100))
+    message = load_error("mnist", directory)
+    assert message.startswith(f"mnist: {images}: images are {most}x{most}, expected 28x28")
+    rewrite(images, struct.pack(">4I", 0x803, most, 28, 28) + bytes(100))
+    message = load_error("mnist", directory)
+    if gz:
+        assert message.startswith(f"mnist: {images}: header declares {most} images (3.06 TiB)")
+        assert "of gzip data can inflate to: the header is damaged" in message
+    else:
+        assert message.startswith(
+            f"mnist: {images}: truncated, or a damaged header: header declares {most} images "
+            "(3.06 TiB), file holds 0 (100 bytes)"
+        )
+    images.write_bytes(original)
+    rewrite(labels, struct.pack(">2I", 0x801, most) + bytes(100))
+    message = load_error("mnist", directory)
+    assert f"header declares {most} labels (4 GiB)" in message and str(labels) in message
+    assert "bytes after" not in message
+
+
+THINGS_IN_PLACE_OF_A_FILE = {
+    "directory": (lambda p: p.mkdir(), "is a directory"),
+    "symlink loop": (lambda p: p.symlink_to(p.name), "is a symlink loop"),
+    "broken symlink": (lambda p: p.symlink_to("nowhere"), "is a broken symlink (to nowhere)"),
+    "named pipe": (lambda p: os.mkfifo(p), "is a named pipe"),
+}
+
+
+@pytest.mark.parametrize("thing", list(THINGS_IN_PLACE_OF_A_FILE))
+def test_something_else_in_place_of_an_idx_file_is_named(idx_dir, thing):
+    """Once reported as "not found"; a named pipe must not be opened (it would block)."""
+    make, what = THINGS_IN_PLACE_OF_A_FILE[thing]
+    path = idx_path(idx_dir, TEST_IMAGES)
+    path.unlink()
+    make(path)
+    message = load_error("mnist", idx_dir)
+    assert message.startswith(f"mnist: {path} {what}, not an IDX file; put the file itself there")
+    assert "not found" not in message
+
+
+def test_symlink_loop_in_place_of_the_data_dir_or_npz(tmp_path):
+    loop = tmp_path / "data"
+    loop.symlink_to(loop.name)
+    assert load_error("fashion-mnist", loop).startswith(
+        f"fashion-mnist: {loop} is a symlink loop, not a directory"
+    )
+    npz = tmp_path / "mnist.npz"
+    npz.symlink_to(npz.name)
+    assert load_error("mnist", npz).startswith(f"mnist: {npz}: is a symlink loop, not an .npz")
+
+
 def npz_error(path: Path, **arrays: np.ndarray) -> str:
     np.savez(path, **arrays)
     message = load_error("mnist", path.parent)

@@ -22,7 +22,7 @@ from harness.sweep import SweepFolder
 __all__ = ["ResultSet", "ResultsError", "read_results", "read_sweep"]
 
 # Columns that hold text; every other column of the three CSVs is a number (or boolean).
-TEXT_COLUMNS = ("variant", "status", "error", "api_level", "device", "source_sha256")
+TEXT_COLUMNS = storage.TEXT_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -50,14 +50,59 @@ def read_results(path: Path) -> ResultSet:
     if not path.is_dir():
         raise ResultsError(f"{path} is not a results folder: it is a file")
     results = storage.load_results(path)
+    summary = _typed(results.summary)
+    _check_runs(path, summary, results.manifest)
     return ResultSet(
         name=str(results.manifest.get("name") or path.name),
         path=path,
         manifest=results.manifest,
-        summary=_with_manifest_runs(_typed(results.summary), results.manifest),
+        summary=_with_manifest_runs(summary, results.manifest),
         epochs=_typed(results.epochs),
         steps=_typed(results.steps),
     )
+
+
+def _check_runs(path: Path, summary: pd.DataFrame, manifest: dict[str, Any]) -> None:
+    """Refuse a folder with no runs at all, and one whose summary.csv lacks a run that its
+    manifest calls finished: the CSVs are written before the manifest, so that file was
+    emptied, cut short or replaced, and a report would show the run as ok with no numbers.
+    A suite that has only just started (every run pending) is reported as such."""
+    file = path / storage.SUMMARY
+    held = f"{file} has no rows" if file.exists() else f"{file} is missing"
+    runs = manifest.get("runs") or []
+    if summary.empty and not runs:
+        raise ResultsError(
+            f"{path} holds no runs: {held} and its manifest lists none; give a folder that "
+            "`mlpbench run` has run something into"
+        )
+    seen = _keys(summary)
+    lost = [
+        r
+        for r in runs
+        if (r.get("status") or "pending") != "pending"
+        and (str(r.get("variant")), r.get("seed")) not in seen
+    ]
+    if not lost:
+        return
+    counts = pd.Series([str(r.get("status")) for r in lost]).value_counts()
+    listed = ", ".join(f"{n} {status}" for status, n in counts.items())
+    fix = "restore the file, or run the suite again into a new folder"
+    if summary.empty:
+        raise ResultsError(
+            f"{path} holds no runs: {held}, though its manifest lists {len(lost)} finished "
+            f"({listed}); {fix}"
+        )
+    first = lost[0]
+    raise ResultsError(
+        f"{file} has no row for {len(lost)} run(s) its manifest lists as finished ({listed}; "
+        f"the first: {first.get('variant')} seed {first.get('seed')}); {fix}"
+    )
+
+
+def _keys(summary: pd.DataFrame) -> set[tuple[str, int]]:
+    """The (variant, seed) of every row."""
+    pairs = zip(summary["variant"], summary["seed"], strict=True)
+    return {(v, int(s)) for v, s in pairs if pd.notna(s)}
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -69,16 +114,17 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
         elif column == "variant":
             frame[column] = frame[column].astype(str)
-        elif column not in TEXT_COLUMNS and frame[column].dtype == object:
+        elif column not in TEXT_COLUMNS and not (
+            pd.api.types.is_numeric_dtype(frame[column])
+            or pd.api.types.is_bool_dtype(frame[column])
+        ):  # only in an empty CSV: harness.storage refuses a cell that is not a number
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
 
 
 def _with_manifest_runs(summary: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
     """Add the manifest's runs that have no summary row yet."""
-    seen = {
-        (v, int(s)) for v, s in zip(summary["variant"], summary["seed"], strict=True) if pd.notna(s)
-    }
+    seen = _keys(summary)
     extra = [
         {
             "variant": str(r.get("variant")),
