@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import variants
-from harness import datasets, loc, storage
+from harness import datasets, loc, metrics, storage
 from harness.worker import OPTIMIZERS
+from variants.base import DTYPES
 
 if TYPE_CHECKING:  # the runner imports pandas: only `run` needs it, so it is imported there
     from harness.datasets import Dataset
@@ -243,6 +244,15 @@ def add_run_options(p: argparse.ArgumentParser, *, sweep: bool) -> None:
         type=int_list(1),
         metavar="W1,W2,...",
         help="hidden layer widths; default: 64,32 for digits, 512,256 otherwise",
+    )
+    g.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float32",
+        help="the dtype every variant trains in (data, weights, activations, optimizer "
+        "state) and the GEMM roofline is measured in; float64 makes parity hold over whole "
+        f"runs (tolerance {metrics.parity_tolerance('float64'):g}, not "
+        f"{metrics.parity_tolerance('float32'):g}); default: float32",
     )
     g.add_argument(
         "--seeds",
@@ -504,6 +514,7 @@ def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         cold_start=args.cold_start,
         workers=args.workers,
         retry_noisy=args.retry_noisy,
+        dtype=args.dtype,
         out=out,
         resume=args.resume,
         force=args.force,
@@ -534,6 +545,7 @@ def check_memory(config: RunConfig, dataset: Dataset, batch_size: int) -> None:
         epochs=config.epochs,
         runs=len(config.variants) * len(config.seeds),
         processes=config.jobs * config.workers,
+        dtype=config.dtype,
     )
     try:
         memory.check(shape)

@@ -24,7 +24,8 @@ from harness.report.reader import ResultSet, read_results
 # Environment keys worth pointing out when they differ: what a comparison is usually about.
 ENVIRONMENT_KEYS = ("tensorflow", "keras", "numpy", "python", "cpu_model", "gpus", "hostname")
 # Settings that change what is measured: a comparison across them is not like for like.
-CONFIG_KEYS = ("device", "dataset", "epochs", "batch_size", "hidden", "optimizer", "jobs")
+CONFIG_KEYS = ("device", "dataset", "epochs", "batch_size", "hidden", "optimizer", "jobs", "dtype")
+CONFIG_DEFAULTS = {"dtype": "float32"}  # not stored in the manifest when it is the default
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def _notes(a: ResultSet, b: ResultSet) -> list[str]:
         if va != vb:
             notes.append(f"{key}: {va} -> {vb}")
     for key in CONFIG_KEYS:
-        va, vb = a.config.get(key), b.config.get(key)
+        va, vb = (c.config.get(key, CONFIG_DEFAULTS.get(key)) for c in (a, b))
         if va != vb:
             notes.append(f"{key}: {va} -> {vb}")
     fa = {k: t.get("fingerprint") for k, t in (a.manifest.get("tasks") or {}).items()}

@@ -4,12 +4,28 @@ every variant is scored by the same code."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-PARITY_TOLERANCE = 1e-5
+PARITY_TOLERANCE = 1e-5  # float32, the default
+# float64 (`--dtype float64`): where rounding cannot part the trajectories over a whole run.
+PARITY_TOLERANCE_FLOAT64 = 1e-9
+PARITY_TOLERANCES = {"float32": PARITY_TOLERANCE, "float64": PARITY_TOLERANCE_FLOAT64}
+
+
+def parity_tolerance(dtype: str = "float32") -> float:
+    """The largest |loss - reference| at any step that still counts as the same computation,
+    for runs trained in `dtype`."""
+    return PARITY_TOLERANCES[dtype]
+
+
+def recorded_tolerance(config: Mapping[str, Any]) -> float:
+    """The tolerance a results folder's parity was judged by, from its manifest's `config`:
+    `parity_tolerance`, or for a folder from before it was recorded, its dtype's (float32)."""
+    value = config.get("parity_tolerance")
+    return float(value) if value is not None else parity_tolerance(config.get("dtype", "float32"))
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

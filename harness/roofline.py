@@ -6,9 +6,11 @@ larger of the two measured GEMM throughputs. The calibration times exactly the m
 of one training step and nothing else, so a fraction of 1.0 means the variant ran as if its
 step were only GEMMs at the speed this machine does them.
 
-    python -m harness.roofline --input-size 784 --hidden 512,256 --batch-size 128
+    python -m harness.roofline --input-size 784 --hidden 512,256 --batch-size 128 [--dtype float64]
 
 prints the calibration as JSON on stdout (the runner runs it once per suite in a subprocess).
+The products are in the spec's dtype, as the suite's variants train (float32 by default), and
+the result says which (`dtype`): a float64 roofline is not comparable with a float32 one.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from variants.base import ModelSpec
+from variants.base import DTYPES, ModelSpec
 
 # Each framework as it runs the chain best: NumPy into preallocated outputs, TensorFlow traced
 # into one graph, and that graph compiled by XLA. The roofline is the best of them.
@@ -89,14 +91,14 @@ def roofline_fraction(
 
 
 def gemm_operands(spec: ModelSpec, batch_size: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """A batch in [0, 1) and Glorot-scaled kernels, so that values stay near 1 through the chain
-    (no overflow, no denormals to slow the products down)."""
+    """A batch in [0, 1) and Glorot-scaled kernels, in `spec.dtype`, so that values stay near 1
+    through the chain (no overflow, no denormals to slow the products down)."""
     rng = np.random.default_rng(0)
-    x = rng.random((batch_size, spec.input_size), dtype=np.float32)
+    x = rng.random((batch_size, spec.input_size), dtype=np.float32).astype(spec.dtype)
     kernels = []
     for fan_in, fan_out in pairwise(spec.layer_sizes):
         limit = math.sqrt(6.0 / (fan_in + fan_out))
-        kernels.append(rng.uniform(-limit, limit, (fan_in, fan_out)).astype(np.float32))
+        kernels.append(rng.uniform(-limit, limit, (fan_in, fan_out)).astype(spec.dtype))
     return x, kernels
 
 
@@ -105,9 +107,9 @@ def numpy_gemm_step(x: np.ndarray, kernels: list[np.ndarray]) -> Callable[[], ob
     backward using the logits as the output gradient. Outputs are preallocated so that only
     the products are timed; transposes are views, which BLAS takes as flags, not copies."""
     batch = x.shape[0]
-    zs = [np.empty((batch, w.shape[1]), np.float32) for w in kernels]
+    zs = [np.empty((batch, w.shape[1]), x.dtype) for w in kernels]
     dws = [np.empty_like(w) for w in kernels]
-    das = [np.empty((batch, w.shape[0]), np.float32) for w in kernels]
+    das = [np.empty((batch, w.shape[0]), x.dtype) for w in kernels]
 
     def step() -> object:
         a = x
@@ -289,6 +291,7 @@ def calibrate(
         "samples": samples,
         "calls_per_sample": inner,
         "batch_size": batch_size,
+        "dtype": spec.dtype,
         "layer_sizes": list(spec.layer_sizes),
         "gemms": [list(s) for s in gemm_shapes(spec, batch_size)],
         "device": device,
@@ -322,6 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden", required=True, help="comma-separated widths, e.g. 512,256")
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--batch-size", type=int, required=True)
+    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="default: float32")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="timed seconds per backend")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument(
@@ -334,6 +338,7 @@ def main(argv: list[str] | None = None) -> None:
         input_size=args.input_size,
         hidden=tuple(int(h) for h in args.hidden.split(",") if h),
         num_classes=args.num_classes,
+        dtype=args.dtype,
     )
     result = calibrate(
         spec,

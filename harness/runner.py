@@ -35,7 +35,7 @@ from harness.launch import Launcher, uses_framework
 from harness.loc import SourceInfo
 from harness.measure import noise, timeline
 from harness.run import cluster
-from harness.task import Task, make_task
+from harness.task import Task, in_dtype, make_task
 from harness.worker import WorkerConfig, optimizer_to_dict
 from variants.base import ModelSpec, Optimizer
 
@@ -44,7 +44,8 @@ from variants.base import ModelSpec, Optimizer
 # run again, since a crash, an OOM kill or a timeout may be the machine's fault.
 KEEP_ON_RESUME = ("ok", "diverged")
 # Settings that may change between a suite and its `--resume` without changing any result.
-RESUMABLE_CHANGES = ("timeout", "jobs", "calibrate", "retry_noisy")
+# (parity_tolerance follows the dtype, which must not change; the current one judges them all)
+RESUMABLE_CHANGES = ("timeout", "jobs", "calibrate", "retry_noisy", "parity_tolerance")
 # Timed seconds per backend of the once-per-suite GEMM calibration: medians of 10 samples of
 # 0.1 s were within a few per cent of 2 s runs on this task's sizes.
 CALIBRATION_SECONDS = 1.0
@@ -85,6 +86,11 @@ class RunConfig:
     workers: int = 1  # replicas of each distributed variant (harness/run/cluster.py)
     retry_noisy: int = 0  # times a run flagged noisy is measured again
     noisy_threshold: float = noise.NOISY_CORES  # foreign CPU, in cores, that makes a run noisy
+    dtype: str = "float32"  # of the data, the weights and the training (variants/base.py DTYPES)
+
+    @property
+    def parity_tolerance(self) -> float:
+        return metrics.parity_tolerance(self.dtype)
 
     def path_of(self, variant: str) -> str:
         return dict(self.variant_paths)[variant]
@@ -112,6 +118,9 @@ class RunConfig:
             "noisy_threshold": self.noisy_threshold,
             # only when asked for, so that suites from before the option still resume
             **({"workers": self.workers} if self.workers > 1 else {}),
+            **({"dtype": self.dtype} if self.dtype != "float32" else {}),
+            # what parity_pass was judged by: reports read it from here
+            "parity_tolerance": self.parity_tolerance,
         }
 
 
@@ -160,7 +169,8 @@ def utc_now() -> str:
 def check_resumable(config: RunConfig, manifest: dict[str, Any]) -> None:
     """A resumed suite must be the same experiment, or its runs would not be comparable."""
     old, new = manifest.get("config", {}), config.to_manifest()
-    old, new = {"workers": 1, **old}, {"workers": 1, **new}  # stored only when above 1
+    stored_when_not = {"workers": 1, "dtype": "float32"}  # the defaults are not stored
+    old, new = {**stored_when_not, **old}, {**stored_when_not, **new}
     changed = [k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
     if changed:
         k = changed[0]
@@ -316,7 +326,7 @@ class Suite:
         self.epochs: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self.manifest: dict[str, Any] = {}
         self.tasks: dict[int, Task] = {}  # they share the dataset's arrays: cheap to keep
-        self.spec = ModelSpec(len(dataset.x_train[0]), config.hidden)
+        self.spec = ModelSpec(len(dataset.x_train[0]), config.hidden, dtype=config.dtype)
         self.tmp: Path | None = None  # where a seed's task is saved for its workers
         self._lock: int | None = None  # storage.lock_folder's, held from prepare to the end
         self._created = False  # --out did not exist before this suite
@@ -377,8 +387,9 @@ class Suite:
         tasks = {}
         remove_stale_task_dirs()
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{TASKS_PREFIX}{os.getpid()}-"))
+        data = in_dtype(self.dataset, self.config.dtype)  # once: every seed's task shares it
         for seed in self.config.seeds:
-            task = make_task(self.dataset, self.config.hidden, self.config.epochs, seed)
+            task = make_task(data, self.config.hidden, self.config.epochs, seed, self.config.dtype)
             self.tasks[seed] = task
             tasks[str(seed)] = {
                 "fingerprint": task.fingerprint(),
@@ -704,8 +715,10 @@ class Suite:
         sizes = ["--hidden", ",".join(map(str, self.config.hidden))]
         sizes += ["--batch-size", str(self.config.batch_size)]
         if not (self.manifest.get("calibration") or {}).get("peak_gflops"):
-            self.listener.note("calibrating the roofline: GEMM throughput at these layer sizes")
-            argv = ["--input-size", str(spec["input_size"]), *sizes]
+            self.listener.note(
+                f"calibrating the roofline: {self.config.dtype} GEMM throughput at these sizes"
+            )
+            argv = ["--input-size", str(spec["input_size"]), *sizes, "--dtype", self.config.dtype]
             argv += ["--min-seconds", str(CALIBRATION_SECONDS)]
             parts = [
                 self._measure("harness.roofline", [*argv, "--backends", backend])
@@ -794,7 +807,7 @@ class Suite:
                         foreign_cpu=load.cores, foreign_cpu_se=load.standard_error, noisy=load.noisy
                     )
             if self.config.parity and r.seed in reference and r.status == "ok":
-                losses, tol = self._losses(r.key), metrics.PARITY_TOLERANCE
+                losses, tol = self._losses(r.key), self.config.parity_tolerance
                 gap = metrics.max_abs_diff(losses, reference[r.seed])
                 if gap is not None:
                     band_gap = metrics.seed_band_gap(

@@ -146,9 +146,10 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     _write_atomic(path, lambda f: json.dump(data, f, indent=2, allow_nan=True))
 
 
-def write_csv(path: Path, frame: pd.DataFrame, columns: list[str]) -> None:
+def write_csv(path: Path, frame: pd.DataFrame, columns: list[str], digits: int = 9) -> None:
+    """`digits` significant digits: 9 give back every float32 exactly, 17 every float64."""
     frame = frame.reindex(columns=columns)
-    _write_atomic(path, lambda f: frame.to_csv(f, index=False, float_format="%.9g"))
+    _write_atomic(path, lambda f: frame.to_csv(f, index=False, float_format=f"%.{digits}g"))
 
 
 class FolderBusy(ResultsError):
@@ -187,9 +188,12 @@ def save_results(results: Results) -> None:
     """The CSVs first, the manifest last: the manifest says which runs are complete, so a
     crash between the two leaves at worst rows that `--resume` discards."""
     results.path.mkdir(parents=True, exist_ok=True)
-    write_csv(results.path / STEPS, results.steps, STEPS_COLUMNS)
-    write_csv(results.path / EPOCHS, results.epochs, EPOCHS_COLUMNS)
-    write_csv(results.path / SUMMARY, results.summary, SUMMARY_COLUMNS)
+    # a float64 suite's losses differ from the reference's by ~1e-16: keep every digit
+    float64 = (results.manifest.get("config") or {}).get("dtype") == "float64"
+    digits = 17 if float64 else 9
+    write_csv(results.path / STEPS, results.steps, STEPS_COLUMNS, digits)
+    write_csv(results.path / EPOCHS, results.epochs, EPOCHS_COLUMNS, digits)
+    write_csv(results.path / SUMMARY, results.summary, SUMMARY_COLUMNS, digits)
     write_json(results.path / MANIFEST, results.manifest)
 
 

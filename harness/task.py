@@ -7,7 +7,7 @@ the same memory for 2 epochs as for 2 million."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +18,12 @@ from variants.base import ModelSpec
 
 @dataclass(frozen=True)
 class Task:
-    x_train: np.ndarray  # (n_train, input_size) float32 in [0, 1]
+    x_train: np.ndarray  # (n_train, input_size) in [0, 1], in spec.dtype
     y_train: np.ndarray  # (n_train,) int64 in [0, num_classes)
     x_test: np.ndarray
     y_test: np.ndarray
     spec: ModelSpec
-    init_weights: list[np.ndarray]  # spec.weight_shapes order, float32
+    init_weights: list[np.ndarray]  # spec.weight_shapes order, in spec.dtype
     epochs: int
     seed: int
 
@@ -63,6 +63,7 @@ class Task:
             hidden=np.array(self.spec.hidden, dtype=np.int64),
             num_classes=self.spec.num_classes,
             seed=self.seed,
+            dtype=self.spec.dtype,
             **weights,
         )
 
@@ -73,6 +74,7 @@ class Task:
                 input_size=int(f["x_train"].shape[1]),
                 hidden=tuple(int(h) for h in f["hidden"]),
                 num_classes=int(f["num_classes"]),
+                dtype=str(f["dtype"]) if "dtype" in f else "float32",
             )
             weights = [f[f"w{i}"] for i in range(len(spec.weight_shapes))]
             return cls(
@@ -93,22 +95,36 @@ ORDER_RULE = "permutation per epoch, SeedSequence(seed, spawn_key=(1, epoch))"
 
 def glorot_uniform(spec: ModelSpec, rng: np.random.Generator) -> list[np.ndarray]:
     """Keras' default initialisation: kernels U(-l, l) with l = sqrt(6 / (fan_in + fan_out)),
-    zero biases."""
+    zero biases; in `spec.dtype` (the same draws in float32 and float64, rounded to each)."""
     weights = []
     for shape in spec.weight_shapes:
         if len(shape) == 2:
             limit = np.sqrt(6.0 / (shape[0] + shape[1]))
-            weights.append(rng.uniform(-limit, limit, size=shape).astype(np.float32))
+            weights.append(rng.uniform(-limit, limit, size=shape).astype(spec.dtype))
         else:
-            weights.append(np.zeros(shape, dtype=np.float32))
+            weights.append(np.zeros(shape, dtype=spec.dtype))
     return weights
 
 
-def make_task(data: Dataset, hidden: tuple[int, ...], epochs: int, seed: int) -> Task:
+def in_dtype(data: Dataset, dtype: str) -> Dataset:
+    """The dataset with its pixels in `dtype` (the labels stay int64): done once per suite, so
+    that the tasks of every seed share one copy; the same object when already in `dtype`."""
+    if data.x_train.dtype == dtype and data.x_test.dtype == dtype:
+        return data
+    return replace(data, x_train=data.x_train.astype(dtype), x_test=data.x_test.astype(dtype))
+
+
+def make_task(
+    data: Dataset, hidden: tuple[int, ...], epochs: int, seed: int, dtype: str = "float32"
+) -> Task:
     """Weights and batch orders come from independent streams of one seed, so changing the
-    number of epochs never changes the initial weights, nor the orders of the epochs kept."""
+    number of epochs never changes the initial weights, nor the orders of the epochs kept.
+    The pixels and the weights are handed over in `dtype` ("float32" or "float64")."""
     weight_seq = np.random.SeedSequence(seed, spawn_key=(WEIGHTS,))
-    spec = ModelSpec(input_size=data.x_train.shape[1], hidden=tuple(hidden), num_classes=10)
+    spec = ModelSpec(
+        input_size=data.x_train.shape[1], hidden=tuple(hidden), num_classes=10, dtype=dtype
+    )
+    data = in_dtype(data, dtype)
     return Task(
         x_train=data.x_train,
         y_train=data.y_train,

@@ -260,7 +260,8 @@ def _checked_logits(returned: Any, task: Task) -> np.ndarray:
 
 
 def _check_weights(returned: Any, task: Task) -> None:
-    """`get_weights` as the protocol says: finite arrays in `spec.weight_shapes` order."""
+    """`get_weights` as the protocol says: finite arrays in `spec.weight_shapes` order, and in
+    `spec.dtype` when that is not the default float32."""
     weights = [np.asarray(w) for w in returned]
     shapes = [w.shape for w in weights]
     if shapes != [tuple(s) for s in task.spec.weight_shapes]:
@@ -269,6 +270,12 @@ def _check_weights(returned: Any, task: Task) -> None:
         )
     if not all(w.dtype.kind == "f" and np.isfinite(w).all() for w in weights):
         raise ProtocolError("get_weights returned non-finite or non-float weights")
+    dtypes = sorted({str(w.dtype) for w in weights} - {task.spec.dtype})
+    if task.spec.dtype != "float32" and dtypes:  # float32 runs have always taken any float
+        raise ProtocolError(
+            f"get_weights returned {', '.join(dtypes)} weights; this run trains in "
+            f"{task.spec.dtype} (spec.dtype)"
+        )
 
 
 def _instantiate(cls: type, workers: int) -> Any:

@@ -180,6 +180,41 @@ def test_tf_config_names_every_peer_and_this_rank():
     assert len(set(ports)) == 4
 
 
+def test_listening_sees_a_listening_socket_without_connecting():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        assert not cluster.listening(port)  # bound is not listening
+        s.listen()
+        assert cluster.listening(port)
+    with socket.socket(socket.AF_INET6) as s:  # gRPC listens on [::]
+        s.bind(("::", 0))
+        s.listen()
+        assert cluster.listening(s.getsockname()[1])
+
+
+def test_forked_peers_start_once_the_chief_listens(tmp_path, capsys):
+    """A peer that dialled the chief before it listened would wait out gRPC's 1 s reconnect
+    backoff: the supervisor forks rank 1 only once rank 0 listens."""
+
+    def rank_main(event_fd: int) -> int:
+        config = json.loads(os.environ["TF_CONFIG"])
+        port = int(config["cluster"]["worker"][0].rsplit(":", 1)[1])
+        print(f"chief listening at my start: {cluster.listening(port)}")  # into the rank's log
+        with os.fdopen(event_fd, "w") as stream:
+            Events(stream).emit("start")
+            if config["task"]["index"] == 0:
+                time.sleep(0.5)  # the chief serves a while, as a real one does
+            Events(stream).emit("done")
+        return 0
+
+    code, events, _ = _supervise_forked(tmp_path, rank_main)
+    assert code == 0, events
+    assert "chief listening at my start: True" in (tmp_path / "forked.rank1.log").read_text()
+    notes = capsys.readouterr().out
+    assert notes.index("rank 0 listens on port") < notes.index("rank 1: pid")
+
+
 def _fd_table() -> list[tuple[str, int]]:
     """This process' open descriptors: (what each refers to, its access mode)."""
     table = []
@@ -194,10 +229,21 @@ def _fd_table() -> list[tuple[str, int]]:
 
 def _supervise_forked(tmp_path: Path, rank_main, private_fds=(), deadline=30.0):
     """A supervisor forking two ranks from this process that run `rank_main(event_fd)` (no
-    TensorFlow): its exit status, the events it forwarded, its ranks' pids."""
+    TensorFlow; rank 0 listens on its port first, as a chief's server does): its exit status,
+    the events it forwarded, its ranks' pids."""
+
+    def listen_then_run(event_fd: int) -> int:
+        config = json.loads(os.environ["TF_CONFIG"])
+        if config["task"]["index"] == 0:
+            port = int(config["cluster"]["worker"][0].rsplit(":", 1)[1])
+            server = socket.socket()
+            server.bind(("127.0.0.1", port))
+            server.listen()
+        return rank_main(event_fd)
+
     supervisor = cluster.Supervisor(
-        None, 2, str(tmp_path / "forked"), deadline, deadline, fork=True, rank_main=rank_main,
-        private_fds=private_fds,
+        None, 2, str(tmp_path / "forked"), deadline, deadline, fork=True,
+        rank_main=listen_then_run, private_fds=private_fds,
     )  # fmt: skip
     sink = io.StringIO()
     pids: list[int] = []

@@ -11,6 +11,8 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+DTYPES = ("float32", "float64")  # float32 by default; float64 to prove parity over whole runs
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -19,7 +21,7 @@ class ModelSpec:
     input_size: int
     hidden: tuple[int, ...] = (512, 256)
     num_classes: int = 10
-    # "float32" (the default) or "float64": the dtype of weights, activations and optimizer state.
+    # One of DTYPES: the dtype of the data, the weights, the activations and optimizer state.
     dtype: str = "float32"
 
     @property
@@ -49,10 +51,15 @@ class SGD:
 
 @dataclass(frozen=True)
 class Momentum:
-    """Heavy-ball momentum as Keras writes it: v = momentum * v - lr * g; w += v."""
+    """Heavy-ball momentum as Keras writes it: v = momentum * v - lr * g; w += v.
+
+    momentum defaults to float32(0.9) because Keras casts it to the variables' dtype through a
+    float32 tensor (`tf.cast` of a Python float); a value exact in float32 makes every level
+    agree in float64 too.
+    """
 
     lr: float = 0.05
-    momentum: float = 0.9
+    momentum: float = float(np.float32(0.9))
 
 
 @dataclass(frozen=True)
@@ -89,12 +96,12 @@ class Variant(Protocol):
     api_level: ClassVar[str]
 
     def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
-        """Create the model and the optimizer, then load `init_weights` (float32, in
-        `spec.weight_shapes` order)."""
+        """Create the model and the optimizer in `spec.dtype`, then load `init_weights` (in
+        `spec.dtype` and `spec.weight_shapes` order)."""
         ...
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
-        """Train on x (n, input_size) float32 and y (n,) int64 in the order given, in
+        """Train on x (n, input_size) in `spec.dtype` and y (n,) int64 in the order given, in
         consecutive batches of `batch_size` (the last may be short); never shuffle.
         Return the exact loss of every step, shape (ceil(n / batch_size),): a NumPy array or
         any array-like (a framework tensor may stay on its device; the harness converts it
@@ -102,9 +109,9 @@ class Variant(Protocol):
         ...
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Logits (n, num_classes) as float32."""
+        """Logits (n, num_classes) in `spec.dtype`."""
         ...
 
     def get_weights(self) -> list[np.ndarray]:
-        """Current weights, in `spec.weight_shapes` order, as NumPy arrays."""
+        """Current weights, in `spec.weight_shapes` order, as NumPy arrays in `spec.dtype`."""
         ...

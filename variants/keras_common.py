@@ -59,6 +59,8 @@ class KerasFit(ABC):
     def make_model(self, spec: ModelSpec) -> keras.Model: ...
 
     def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
+        keras.config.set_floatx(spec.dtype)  # losses, metrics, the optimizer's learning rate
+        keras.config.set_dtype_policy(spec.dtype)  # layers (fixed once the first is made)
         self.model = self.make_model(spec)
         self.model.set_weights(init_weights)
         compile_model(self.model, optimizer, metrics=[BatchLoss()])

@@ -49,6 +49,8 @@ class KerasFitSPE(KerasSequential):
     jit_compile = False
 
     def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
+        keras.config.set_floatx(spec.dtype)  # losses, metrics, the optimizer's learning rate
+        keras.config.set_dtype_policy(spec.dtype)  # layers (fixed once the first is made)
         self.model = self.make_model(spec)
         self.model.set_weights(init_weights)
         self.step_losses = StepLosses()

@@ -97,6 +97,8 @@ class KerasMirrored:
         devices = [d.name for d in tf.config.list_logical_devices("GPU")]
         devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
         self.strategy = tf.distribute.MirroredStrategy(devices[: self.replicas])
+        keras.config.set_floatx(spec.dtype)  # losses, metrics, the optimizer's learning rate
+        keras.config.set_dtype_policy(spec.dtype)  # layers (fixed once the first is made)
         with self.strategy.scope():
             self.model = keras.Sequential(
                 [

@@ -15,6 +15,8 @@ class KerasTrainOnBatch:
     level, rung = "Keras", 1
 
     def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
+        keras.config.set_floatx(spec.dtype)  # losses, metrics, the optimizer's learning rate
+        keras.config.set_dtype_policy(spec.dtype)  # layers (fixed once the first is made)
         self.model = keras.Sequential(
             [
                 keras.Input(shape=(spec.input_size,)),

@@ -22,7 +22,7 @@ class NumpyScratch:
     level, rung = "NumPy", 0
 
     def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
-        self.params = [np.array(w, dtype=np.float32) for w in init_weights]
+        self.params = [np.array(w, dtype=spec.dtype) for w in init_weights]
         self.opt = optimizer
         self.slots = [[np.zeros_like(p) for p in self.params] for _ in range(2)]  # m, v
         self.t = 0
@@ -62,7 +62,7 @@ class NumpyScratch:
         self.t += 1
         if isinstance(opt, Adam):
             # bias correction folded into the step size, epsilon outside the sqrt (as TF does);
-            # a Python float, so the float32 arrays are not promoted to float64
+            # a Python float, so float32 arrays are not promoted to float64
             lr_t = opt.lr * math.sqrt(1 - opt.beta_2**self.t) / (1 - opt.beta_1**self.t)
         for p, g, m_i, v_i in zip(self.params, grads, m, v, strict=True):
             if isinstance(opt, SGD):

@@ -14,18 +14,22 @@ from variants.base import SGD, Adam, ModelSpec, Momentum, Optimizer
 v1 = tf.compat.v1
 
 
-def make_optimizer(opt: Optimizer) -> v1.train.Optimizer:
+def make_optimizer(opt: Optimizer, dtype: str) -> v1.train.Optimizer:
+    # Tensors of the model's dtype: TF1 would make Python floats float32 tensors, rounded before
+    # they are cast to the variables' dtype (in float64, enough to part from the reference).
+    lr = tf.constant(opt.lr, dtype)
     if isinstance(opt, SGD):
-        return v1.train.GradientDescentOptimizer(opt.lr)
+        return v1.train.GradientDescentOptimizer(lr)
     if isinstance(opt, Momentum):
         # TF1 keeps a = m * a + g; w -= lr * a, which for a constant lr takes the same steps as
         # the v = m * v - lr * g; w += v of the spec (v = -lr * a).
-        return v1.train.MomentumOptimizer(opt.lr, opt.momentum)
+        return v1.train.MomentumOptimizer(lr, tf.constant(opt.momentum, dtype))
     if isinstance(opt, Adam):
         # TF1's default epsilon is 1e-8, the spec's is Keras' 1e-7: pass all of them.
-        return v1.train.AdamOptimizer(
-            opt.lr, beta1=opt.beta_1, beta2=opt.beta_2, epsilon=opt.epsilon
+        beta1, beta2, epsilon = (
+            tf.constant(h, dtype) for h in (opt.beta_1, opt.beta_2, opt.epsilon)
         )
+        return v1.train.AdamOptimizer(lr, beta1=beta1, beta2=beta2, epsilon=epsilon)
     raise TypeError(f"unknown optimizer {opt!r}")
 
 
@@ -39,7 +43,7 @@ class TF1Graph:
         with graph.as_default():
             # A None batch dimension lets one graph take full batches, the short last one and
             # the whole test set.
-            self.x = v1.placeholder(tf.float32, (None, spec.input_size), name="x")
+            self.x = v1.placeholder(spec.dtype, (None, spec.input_size), name="x")
             self.y = v1.placeholder(tf.int64, (None,), name="y")
             # The harness' arrays become the variables' initial values.
             self.params = [v1.Variable(w, name=f"param{i}") for i, w in enumerate(init_weights)]
@@ -53,7 +57,7 @@ class TF1Graph:
             self.loss = tf.reduce_mean(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(labels=self.y, logits=self.logits)
             )
-            self.train_op = make_optimizer(optimizer).minimize(self.loss)
+            self.train_op = make_optimizer(optimizer, spec.dtype).minimize(self.loss)
             init = v1.global_variables_initializer()
         graph.finalize()  # any op added from now on would be a bug (and a leak)
         self.sess = v1.Session(graph=graph)

@@ -22,20 +22,20 @@ def update_ops(opt: Optimizer, params: list[tf.Variable], grads: list[tf.Tensor]
     ops = []
     if isinstance(opt, Momentum):
         for p, g in zip(params, grads, strict=True):
-            v = v1.Variable(tf.zeros(p.shape), trainable=False)  # velocity, shape of p
+            v = v1.Variable(tf.zeros(p.shape, p.dtype), trainable=False)  # velocity, shape of p
             v_new = opt.momentum * v - opt.lr * g
             ops += [v1.assign(v, v_new), v1.assign_add(p, v_new)]
         return ops
     if isinstance(opt, Adam):
-        step = v1.Variable(0.0, trainable=False)
+        step = v1.Variable(0.0, dtype=params[0].dtype, trainable=False)
         t = step + 1.0
         # The bias correction is folded into the step size and epsilon sits outside the sqrt,
         # as in Keras and tf.compat.v1.train.AdamOptimizer.
         lr_t = opt.lr * tf.sqrt(1.0 - opt.beta_2**t) / (1.0 - opt.beta_1**t)
         ops.append(v1.assign(step, t))
         for p, g in zip(params, grads, strict=True):
-            m = v1.Variable(tf.zeros(p.shape), trainable=False)  # first moment, shape of p
-            v = v1.Variable(tf.zeros(p.shape), trainable=False)  # second moment, shape of p
+            m = v1.Variable(tf.zeros(p.shape, p.dtype), trainable=False)  # first moment
+            v = v1.Variable(tf.zeros(p.shape, p.dtype), trainable=False)  # second moment
             m_new = m + (g - m) * (1.0 - opt.beta_1)
             v_new = v + (g * g - v) * (1.0 - opt.beta_2)
             ops += [v1.assign(m, m_new), v1.assign(v, v_new)]
@@ -54,7 +54,7 @@ class TF1LowLevel:
         with graph.as_default():
             # A None batch dimension lets one graph take full batches, the short last one and
             # the whole test set.
-            self.x = v1.placeholder(tf.float32, (None, spec.input_size), name="x")
+            self.x = v1.placeholder(spec.dtype, (None, spec.input_size), name="x")
             self.y = v1.placeholder(tf.int64, (None,), name="y")
             # The harness' arrays become the variables' initial values.
             self.params = [v1.Variable(w, name=f"param{i}") for i, w in enumerate(init_weights)]

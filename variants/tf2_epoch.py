@@ -29,16 +29,14 @@ class TF2EpochFunction(TapeMLP):
     def compile(self, step, input_signature):
         self.run_steps = tf.function(
             self.run_all,
-            input_signature=[  # (steps, batch, features) and (steps, batch): any step count
-                tf.TensorSpec((None, None, input_signature[0].shape[1]), tf.float32),
-                tf.TensorSpec((None, None), tf.int64),
-            ],
+            # (steps, batch, features) and (steps, batch): any step count
+            input_signature=[tf.TensorSpec((None, *s.shape), s.dtype) for s in input_signature],
         )
         return tf.function(step, input_signature=input_signature, jit_compile=self.jit_compile)
 
     def run_all(self, xs: tf.Tensor, ys: tf.Tensor) -> tf.Tensor:
         steps = tf.shape(xs)[0]
-        losses = tf.TensorArray(tf.float32, size=steps)
+        losses = tf.TensorArray(xs.dtype, size=steps)
         for i in tf.range(steps):  # a graph while_loop: no Python between steps
             losses = losses.write(i, self.train_step(xs[i], ys[i]))
         return losses.stack()

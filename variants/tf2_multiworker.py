@@ -50,6 +50,7 @@ class TF2MultiWorker:
                 timeout_seconds=COLLECTIVE_TIMEOUT_SECONDS,
             )
         )
+        keras.config.set_floatx(spec.dtype)  # the optimizer's learning rate and constants
         with self.strategy.scope():
             # Mirrored variables: one copy per replica, created equal and updated equally.
             self.params = [tf.Variable(w, name=f"param{i}") for i, w in enumerate(init_weights)]

@@ -31,6 +31,7 @@ class TapeMLP:
         raise NotImplementedError
 
     def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
+        keras.config.set_floatx(spec.dtype)  # the optimizer's learning rate and constants
         self.params = [tf.Variable(w, name=f"param{i}") for i, w in enumerate(init_weights)]
         self.optimizer = make_optimizer(optimizer)
         # Create the slot variables (momentum, Adam's m and v) here: a tf.function whose first
@@ -38,7 +39,7 @@ class TapeMLP:
         self.optimizer.build(self.params)
         # A None batch dimension: the short last batch reuses the same trace.
         signature = [
-            tf.TensorSpec((None, spec.input_size), tf.float32),
+            tf.TensorSpec((None, spec.input_size), spec.dtype),
             tf.TensorSpec((None,), tf.int64),
         ]
         self.train_step = self.compile(self.step, signature)

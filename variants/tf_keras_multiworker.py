@@ -80,6 +80,7 @@ class TFKerasMultiWorker(TFKerasSequential):
                 timeout_seconds=COLLECTIVE_TIMEOUT_SECONDS,
             )
         )
+        tf_keras.backend.set_floatx(spec.dtype)  # layers, loss, metrics, optimizer: all in it
         with self.strategy.scope():
             self.model = self.make_model(spec)
             self.model.set_weights(init_weights)

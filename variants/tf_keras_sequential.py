@@ -57,6 +57,7 @@ class TFKerasSequential:
         )
 
     def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
+        tf_keras.backend.set_floatx(spec.dtype)  # layers, loss, metrics, optimizer: all in it
         self.model = self.make_model(spec)
         self.model.set_weights(init_weights)
         self.model.compile(

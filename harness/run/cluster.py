@@ -67,7 +67,8 @@ STARTUP_SECONDS = 90.0  # TensorFlow's import in every rank at once, on a busy m
 STACK_DUMP_SECONDS = 1.0  # for faulthandler to write every rank's stacks before the kill
 ROOT_CAUSE_GRACE_SECONDS = 0.5  # for the other ranks to report after the first failure
 EXIT_GRACE_SECONDS = 10.0  # for a rank whose event stream ended to exit
-WAIT_POLL_SECONDS = 0.005  # how often a forked rank's exit is looked for while waiting on it
+WAIT_POLL_SECONDS = 0.005  # how often a forked rank's exit (or the chief's port) is looked for
+CHIEF_LISTEN_SECONDS = 10.0  # at most, for the chief's server before its peers are forked
 PORT_TAKEN = ("Could not start gRPC server", "Address already in use")
 _PR_SET_PDEATHSIG = 1
 TF_STACK_FRAME = r' File "[^"]*", line \d+, in \S+'  # as one line in a TensorFlow error
@@ -81,6 +82,20 @@ def free_ports(n: int) -> list[int]:
         for s in socks:
             s.bind(("127.0.0.1", 0))
         return [s.getsockname()[1] for s in socks]
+
+
+def listening(port: int) -> bool:
+    """Whether a socket of this machine listens on TCP `port`: read from /proc/net, so that no
+    connection is made to it."""
+    suffix = f":{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as rows:
+            next(rows, None)  # the header
+            for row in rows:
+                local, state = row.split()[1:4:2]  # local address, state (0A: LISTEN)
+                if state == "0A" and local.endswith(suffix):
+                    return True
+    return False
 
 
 def tf_config(ports: list[int], rank: int) -> str:
@@ -328,6 +343,21 @@ class Supervisor:
             os.close(write_fd)
             self.ranks.append(Rank(index, process, read_fd, log))
             self._note(f"rank {index}: pid {process.pid}, log {log.name}")
+            if self.fork and index == 0 and self.workers > 1:
+                self._await_chief(ports[0], process)
+
+    def _await_chief(self, port: int, chief: ForkedRank | subprocess.Popen[bytes]) -> None:
+        """Forked ranks reach their strategy within milliseconds of each other, and a peer that
+        dials the chief's coordination service before it listens waits out gRPC's reconnect
+        backoff (1 s). So the peers are forked once the chief listens, or has exited, or after
+        CHIEF_LISTEN_SECONDS; the start-up deadline still holds. (Cold ranks start together:
+        their imports, seconds long, are better made at once.)"""
+        end = time.monotonic() + CHIEF_LISTEN_SECONDS
+        while not listening(port):
+            if chief.poll() is not None or time.monotonic() > end:
+                return
+            time.sleep(WAIT_POLL_SECONDS)
+        self._note(f"rank 0 listens on port {port}")
 
     def _fork_rank(self, config: str, read_fd: int, write_fd: int, log: Path) -> ForkedRank:
         """Fork one rank; the child never returns from here."""

@@ -13,7 +13,7 @@ import os
 import resource
 from dataclasses import dataclass
 
-FLOAT = 4  # float32
+FLOAT = {"float32": 4, "float64": 8}  # bytes of a number, by the dtype a suite trains in
 RUNTIME = 1 << 30  # a worker with TensorFlow imported and its thread pools, before any data
 # Copies of the parameters a training process holds at once: the variables, their gradients,
 # Adam's two slots, the initial weights it was handed and the arrays `get_weights` returns.
@@ -42,6 +42,7 @@ class Shape:
     epochs: int
     runs: int  # (variant, seed) pairs: the runner keeps all their steps until the suite ends
     processes: int  # workers alive at once (--jobs times --workers)
+    dtype: str = "float32"  # what the data, the weights and the activations are held in
 
     @property
     def params(self) -> int:
@@ -55,11 +56,12 @@ class Shape:
 
 def worker_bytes(s: Shape) -> int:
     """One worker process at its peak."""
-    data = (s.n_train + s.n_test) * (s.input_size + 1) * FLOAT * DATA_COPIES
-    params = s.params * FLOAT * PARAM_COPIES
+    number = FLOAT[s.dtype]
+    data = (s.n_train + s.n_test) * (s.input_size + 1) * number * DATA_COPIES
+    params = s.params * number * PARAM_COPIES
     width = s.input_size + sum(s.hidden) + s.num_classes
     # training in batches; the evaluation may push the whole test set through at once
-    activations = max(s.batch_size, s.n_test) * width * FLOAT * ACTIVATION_COPIES
+    activations = max(s.batch_size, s.n_test) * width * number * ACTIVATION_COPIES
     return RUNTIME + data + params + activations
 
 
