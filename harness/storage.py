@@ -215,7 +215,7 @@ def read_versioned_json(folder: Path, name: str, kind: str, version: int) -> dic
 
 def read_manifest(path: Path) -> dict[str, Any]:
     manifest = read_versioned_json(path, MANIFEST, "results", SCHEMA_VERSION)
-    _check_json(Path(path) / MANIFEST, manifest, MANIFEST_SPEC)
+    check_json(Path(path) / MANIFEST, manifest, MANIFEST_SPEC)
     return manifest
 
 
@@ -377,7 +377,7 @@ _KINDS = {
 }
 
 
-def _check_json(file: Path, value: Any, spec: Any, where: str = "") -> None:
+def check_json(file: Path, value: Any, spec: Any, where: str = "") -> None:
     """ResultsError (one line, naming the field) where `value` does not follow `spec`."""
     if value is None:
         return
@@ -389,7 +389,7 @@ def _check_json(file: Path, value: Any, spec: Any, where: str = "") -> None:
         expected = "an object"
         if isinstance(value, dict):
             for key, sub in spec.items():
-                _check_json(file, value.get(key), sub, f"{where}.{key}" if where else key)
+                check_json(file, value.get(key), sub, f"{where}.{key}" if where else key)
             return
     else:
         how, item = spec
@@ -397,7 +397,7 @@ def _check_json(file: Path, value: Any, spec: Any, where: str = "") -> None:
         if isinstance(value, list if how == "list" else dict):
             pairs = enumerate(value) if how == "list" else value.items()
             for key, sub in pairs:
-                _check_json(
+                check_json(
                     file, sub, item, f"{where}[{key!r}]" if how == "map" else f"{where}[{key}]"
                 )
             return

@@ -188,6 +188,66 @@ def test_summary_missing_finished_runs_is_refused(tmp_path):
     assert f"{summary} has no row for 2 run(s) its manifest lists as finished" in result.stderr
 
 
+@pytest.mark.parametrize("command", COMMANDS)
+def test_symlink_loop_in_place_of_a_results_folder_is_named(command, tmp_path):
+    """Once "no such results directory", as if nothing were there."""
+    loop = tmp_path / "results"
+    loop.symlink_to(loop.name)
+    result = mlpbench(*read_commands(loop, tmp_path)[command])
+    assert_one_line_error(result)
+    assert f"{loop} is a symlink loop, not a results folder" in result.stderr
+
+
+# Sweep folders: one interrupted during its first batch size, one with a damaged sweep.json
+
+
+def sweep_of_small_a(tmp_path: Path, started: tuple[int, ...]) -> Path:
+    """A sweep folder over batch sizes 32, 128 and 512 in which only `started` have results
+    (each a copy of the small_a fixture)."""
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    points = []
+    for size in (32, 128, 512):
+        points.append({"batch_size": size, "path": f"bs{size}", "exit_status": None})
+        if size in started:
+            shutil.copytree(SMALL_A, folder / f"bs{size}")
+    sweep = {
+        "schema_version": 1,
+        "kind": "batch_size_sweep",
+        "name": "sweep",
+        "created": "2025-01-01T10:00:00Z",
+        "finished": None,
+        "command": "mlpbench sweep --batch-sizes 32,128,512",
+        "batch_sizes": [32, 128, 512],
+        "points": points,
+    }
+    (folder / "sweep.json").write_text(json.dumps(sweep))
+    return folder
+
+
+def test_sweep_interrupted_during_its_first_batch_size_reports(tmp_path):
+    """Once a TypeError traceback: with one batch size started, the smallest and the largest
+    are the same, and the comparison between them selected the same column twice."""
+    folder = sweep_of_small_a(tmp_path, started=(32,))
+    result = mlpbench("report", str(folder), "--out", str(tmp_path / "report"))
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    assert "At batch 32, numpy_scratch is fastest" in page
+
+
+def test_sweep_json_field_of_the_wrong_type_is_named(tmp_path):
+    """Once a TypeError traceback (a path that is a number)."""
+    folder = sweep_of_small_a(tmp_path, started=(32,))
+    sweep = json.loads((folder / "sweep.json").read_text())
+    sweep["points"][1]["path"] = 5
+    (folder / "sweep.json").write_text(json.dumps(sweep))
+    result = mlpbench("report", str(folder), "--out", str(tmp_path / "report"))
+    assert_one_line_error(result)
+    assert f"{folder / 'sweep.json'}: points[1].path is the number 5, expected text" in (
+        result.stderr
+    )
+
+
 # 2d, 8c, 8d: data files that are not what their names say
 
 

@@ -163,12 +163,13 @@ def _error(message: str) -> int:
 def _results_error(exc: Exception, *paths: Path) -> int:
     """A sweep folder where one results folder is expected: name one of its folders."""
     from harness import sweep
+    from harness.report.reader import sweep_folder
     from harness.storage import ResultsError
 
     for path in paths:
         if sweep.is_sweep(path):
             try:
-                example = sweep.read_sweep(path).points[-1][1]
+                example = sweep_folder(path).points[-1][1]
             except ResultsError:
                 break
             return _error(f"{path} is a sweep folder: give one of its folders, e.g. {example}")

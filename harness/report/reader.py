@@ -9,6 +9,9 @@ as `mlpbench: error: ...`.
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,10 +48,7 @@ class ResultSet:
 
 def read_results(path: Path) -> ResultSet:
     path = Path(path)
-    if not path.exists():
-        raise ResultsError(f"no such results directory: {path}")
-    if not path.is_dir():
-        raise ResultsError(f"{path} is not a results folder: it is a file")
+    _require_folder(path)
     results = storage.load_results(path)
     summary = _typed(results.summary)
     _check_runs(path, summary, results.manifest)
@@ -60,6 +60,27 @@ def read_results(path: Path) -> ResultSet:
         epochs=_typed(results.epochs),
         steps=_typed(results.steps),
     )
+
+
+def _require_folder(path: Path) -> None:
+    """A results folder must be a directory; anything else is named for what it is (a link
+    loop or a dangling link is not "no such directory")."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            target = os.readlink(path)
+            raise ResultsError(
+                f"{path} is a broken symlink (to {target}), not a results folder"
+            ) from None
+        raise ResultsError(f"no such results directory: {path}") from None
+    except OSError as exc:
+        what = "a symlink loop" if exc.errno == errno.ELOOP else f"unreadable ({exc.strerror})"
+        raise ResultsError(f"{path} is {what}, not a results folder") from None
+    if stat.S_ISREG(mode):
+        raise ResultsError(f"{path} is not a results folder: it is a file")
+    if not stat.S_ISDIR(mode):
+        raise ResultsError(f"{path} is not a results folder: it is not a directory")
 
 
 def _check_runs(path: Path, summary: pd.DataFrame, manifest: dict[str, Any]) -> None:
@@ -142,10 +163,28 @@ def _with_manifest_runs(summary: pd.DataFrame, manifest: dict[str, Any]) -> pd.D
     return pd.concat([summary, added], ignore_index=True)
 
 
+# What sweep.json's keys must hold where present (results/README.md, harness.storage.check_json).
+SWEEP_SPEC = {
+    "name": "text",
+    "created": "text",
+    "finished": "text",
+    "command": "text",
+    "batch_sizes": ("list", "whole"),
+    "points": ("list", {"batch_size": "whole", "path": "text", "exit_status": "whole"}),
+}
+
+
+def sweep_folder(path: Path) -> SweepFolder:
+    """`harness.sweep.read_sweep`, with every field a report reads checked for its type."""
+    folder = sweep.read_sweep(Path(path))
+    storage.check_json(folder.path / sweep.SWEEP, folder.manifest, SWEEP_SPEC)
+    return folder
+
+
 def read_sweep(path: Path) -> tuple[SweepFolder, list[tuple[int, ResultSet]]]:
     """A sweep folder and the result set of every batch size that has started (a sweep
     interrupted before its last point still reports the points it has)."""
-    folder = sweep.read_sweep(Path(path))
+    folder = sweep_folder(path)
     points = [
         (size, read_results(sub))
         for size, sub in folder.points

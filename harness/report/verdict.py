@@ -337,7 +337,8 @@ def _ends(sweep: SweepData, column: str) -> tuple[int, int, pd.DataFrame]:
     at both ends (a variant that failed at one end has nothing to compare)."""
     wide = sweep.pivot(column)
     small, large = sweep.batch_sizes[0], sweep.batch_sizes[-1]
-    return small, large, wide[[small, large]].dropna()
+    # one column when they are one (a sweep interrupted during its first batch size)
+    return small, large, wide[list(dict.fromkeys((small, large)))].dropna()
 
 
 def _sweep_gain(sweep: SweepData) -> Finding | None:
