@@ -383,6 +383,9 @@ def _load_npz(dataset: str, path: Path, fix: str) -> Dataset:
         if is_archive:
             with loaded as f:
                 held = list(f.files)
+                for k in NPZ_KEYS:
+                    if k in held:
+                        _check_npz_member(f.zip, k, where, fix)
                 arrays = {k: f[k] for k in NPZ_KEYS if k in held}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise DatasetError(f"{where}: not a readable .npz file ({_one_line(e)}); {fix}") from e
@@ -416,6 +419,25 @@ def _load_npz(dataset: str, path: Path, fix: str) -> Dataset:
         _scale(arrays["x_test"]),
         arrays["y_test"].astype(np.int64),
     )
+
+
+def _check_npz_member(archive: zipfile.ZipFile, key: str, where: str, fix: str) -> None:
+    """Refuse an array whose .npy header declares more data than the archive holds for it,
+    before numpy allocates what the header declares (a damaged header or a crafted file)."""
+    info = archive.getinfo(f"{key}.npy")
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        read = np.lib.format.read_array_header_1_0
+        if version != (1, 0):
+            read = np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(member)
+        stored = info.file_size - member.tell()
+    declared = math.prod(shape) * dtype.itemsize
+    if not dtype.hasobject and declared > stored:
+        raise DatasetError(
+            f"{where}: {key} declares shape {shape} ({_bytes(declared)}), but the archive holds "
+            f"{_bytes(stored)} of it; {fix}"
+        )
 
 
 # Shared checks and conversions

@@ -392,6 +392,41 @@ def test_npz_not_a_zip(tmp_path):
     assert str(path) in message and "not a readable .npz file" in message
 
 
+def test_npz_compressed_loads(tmp_path):
+    arrays = sample_arrays()
+    np.savez_compressed(tmp_path / "mnist.npz", **arrays)
+    check_matches(load("mnist", tmp_path), arrays)
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed], ids=["stored", "compressed"])
+def test_npz_header_declaring_more_than_it_holds(tmp_path, save):
+    """Once "not enough memory to load the data set (Unable to allocate 730. GiB ...)": numpy
+    allocates what an .npy header declares before it reads the data."""
+    import io
+    import zipfile
+
+    path = tmp_path / "mnist.npz"
+    save(path, **sample_arrays())
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "|u1", "fortran_order": False, "shape": (10**9, 28, 28)}
+    )
+    members["x_train.npy"] = header.getvalue() + bytes(100)
+    deflate = save is np.savez_compressed
+    with zipfile.ZipFile(
+        path, "w", zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+    ) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    message = load_error("mnist", path)
+    assert message.startswith(
+        f"mnist: {path}: x_train declares shape (1000000000, 28, 28) (730 GiB), but the "
+        "archive holds 100 bytes of it"
+    )
+
+
 # Dispatch, and no download unless asked
 
 
