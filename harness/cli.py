@@ -328,6 +328,14 @@ def add_run_options(p: argparse.ArgumentParser, *, sweep: bool) -> None:
         + (" of each batch size (the peak depends on it)" if sweep else "")
         + "; default: on",
     )
+    g.add_argument(
+        "--overhead",
+        choices=("reference", "all"),
+        default="reference",
+        help="whose harness/bare throughput ratio to measure after the runs: the reference's "
+        "on digits (seconds; default), or every single-process variant's on the suite's own "
+        "data (minutes)",
+    )
     g = p.add_argument_group("output")
     what = "sweep folder (one results folder per batch size inside)" if sweep else "results folder"
     g.add_argument("--out", type=Path, help=f"{what}; default: results/<UTC time>")
@@ -514,6 +522,7 @@ def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         cold_start=args.cold_start,
         workers=args.workers,
         retry_noisy=args.retry_noisy,
+        overhead=args.overhead,
         dtype=args.dtype,
         out=out,
         resume=args.resume,

@@ -8,6 +8,7 @@ trades that for speed and is recorded in the manifest.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import queue
@@ -45,11 +46,15 @@ from variants.base import ModelSpec, Optimizer
 KEEP_ON_RESUME = ("ok", "diverged")
 # Settings that may change between a suite and its `--resume` without changing any result.
 # (parity_tolerance follows the dtype, which must not change; the current one judges them all)
-RESUMABLE_CHANGES = ("timeout", "jobs", "calibrate", "retry_noisy", "parity_tolerance")
+RESUMABLE_CHANGES = (
+    "timeout", "jobs", "calibrate", "retry_noisy", "parity_tolerance", "overhead"
+)  # fmt: skip
 # Timed seconds per backend of the once-per-suite GEMM calibration: medians of 10 samples of
 # 0.1 s were within a few per cent of 2 s runs on this task's sizes.
 CALIBRATION_SECONDS = 1.0
 OVERHEAD_ROUNDS = 9  # ABBA pairs of the reference: a couple of seconds on digits
+BAND_SEEDS = 3  # runs of the reference that make its seed band, at least
+OVERHEAD_ROUNDS_EACH = 3  # ABBA pairs per variant with --overhead all, on the suite's data
 TASKS_PREFIX = "mlpbench-tasks-"  # then the runner's pid: a killed runner's files are found
 POLL_SECONDS = 0.25  # how often timeouts are checked while waiting for events
 LOG_CAP = 4 << 20  # bytes of a worker's output kept in its log
@@ -86,6 +91,7 @@ class RunConfig:
     workers: int = 1  # replicas of each distributed variant (harness/run/cluster.py)
     retry_noisy: int = 0  # times a run flagged noisy is measured again
     noisy_threshold: float = noise.NOISY_CORES  # foreign CPU, in cores, that makes a run noisy
+    overhead: str = "reference"  # whose harness/bare ratio is measured: "reference" or "all"
     dtype: str = "float32"  # of the data, the weights and the training (variants/base.py DTYPES)
 
     @property
@@ -118,6 +124,7 @@ class RunConfig:
             "noisy_threshold": self.noisy_threshold,
             # only when asked for, so that suites from before the option still resume
             **({"workers": self.workers} if self.workers > 1 else {}),
+            **({"overhead": self.overhead} if self.overhead != "reference" else {}),
             **({"dtype": self.dtype} if self.dtype != "float32" else {}),
             # what parity_pass was judged by: reports read it from here
             "parity_tolerance": self.parity_tolerance,
@@ -322,6 +329,7 @@ class Suite:
         # Seed-major order: every variant of seed 0, then seed 1... so a slow drift in the
         # machine's load spreads over all variants instead of landing on one.
         self.records = [RunRecord(v, s) for s in config.seeds for v in config.variants]
+        self.band_seeds: list[int] = []  # seeds only the reference runs (_add_band_runs)
         self.steps: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self.epochs: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self.manifest: dict[str, Any] = {}
@@ -384,20 +392,10 @@ class Suite:
         elif self.config.force:
             check_replaceable(out)  # removed only once this suite has started (execute)
 
-        tasks = {}
         remove_stale_task_dirs()
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{TASKS_PREFIX}{os.getpid()}-"))
-        data = in_dtype(self.dataset, self.config.dtype)  # once: every seed's task shares it
-        for seed in self.config.seeds:
-            task = make_task(data, self.config.hidden, self.config.epochs, seed, self.config.dtype)
-            self.tasks[seed] = task
-            tasks[str(seed)] = {
-                "fingerprint": task.fingerprint(),
-                "n_train": int(len(task.x_train)),
-                "n_test": int(len(task.x_test)),
-                "input_size": task.spec.input_size,
-                "params": task.spec.param_count,
-            }
+        self._data = in_dtype(self.dataset, self.config.dtype)  # once: every seed's task shares it
+        tasks = {str(seed): self._make_task(seed) for seed in self.config.seeds}
 
         if previous is not None:
             self._restore(previous, tasks)
@@ -412,6 +410,7 @@ class Suite:
                 "config": self.config.to_manifest(),
                 "environment": environment.fingerprint(list(self.config.argv)),
                 "tasks": tasks,
+                "band_seeds": [],
                 "calibration": None,
                 "runs": [],
             }
@@ -419,7 +418,24 @@ class Suite:
             self._worker_env(), out / "logs" / "warm-server.log", warm=not self.config.cold_start
         )
 
+    def _make_task(self, seed: int) -> dict[str, Any]:
+        """The seed's task, kept for its workers; returns its manifest entry."""
+        config = self.config
+        task = make_task(self._data, config.hidden, config.epochs, seed, config.dtype)
+        self.tasks[seed] = task
+        return {
+            "fingerprint": task.fingerprint(),
+            "n_train": int(len(task.x_train)),
+            "n_test": int(len(task.x_test)),
+            "input_size": task.spec.input_size,
+            "params": task.spec.param_count,
+        }
+
     def _restore(self, previous: storage.Results, tasks: dict[str, Any]) -> None:
+        for seed in previous.manifest.get("band_seeds") or []:  # as _add_band_runs left them
+            tasks[str(seed)] = self._make_task(int(seed))
+            self.records.append(RunRecord(variants.REFERENCE, int(seed)))
+            self.band_seeds.append(int(seed))
         for seed, info in tasks.items():
             old = previous.manifest.get("tasks", {}).get(seed, {}).get("fingerprint")
             if old != info["fingerprint"]:
@@ -467,6 +483,8 @@ class Suite:
                 with self._activity("warm server start"):
                     self.launcher.start_server()
             self._run(todo, events, active)
+            if self._add_band_runs(todo):
+                self._run(todo, events, active)
             for _ in range(self.config.retry_noisy):
                 noisy = [r for r in self.records if r.key in self._noisy_keys()]
                 if not noisy:
@@ -519,6 +537,29 @@ class Suite:
                 if not w.timed_out and w.elapsed > self.config.timeout:
                     w.timed_out = True
                     w.kill()
+
+    def _add_band_runs(self, todo: deque[RunRecord]) -> bool:
+        """A run that parted from the reference is judged against the band the reference's
+        seeds span (metrics.seed_band_gap), which needs BAND_SEEDS of them. With fewer asked
+        for, the reference alone runs the next unused seeds, only when a run needs the band."""
+        summary = self.summary()
+        parted = summary["parity_pass"].eq(False).any()
+        ran = summary.loc[summary["variant"].eq(variants.REFERENCE), "seed"].nunique()
+        if not parted or ran >= BAND_SEEDS:
+            return False
+        unused = (s for s in itertools.count() if s not in {r.seed for r in self.records})
+        seeds = [next(unused) for _ in range(BAND_SEEDS - ran)]
+        self.listener.note(
+            f"a run parted from {variants.REFERENCE}: it also runs seeds "
+            f"{', '.join(map(str, seeds))} to make its seed band"
+        )
+        for seed in seeds:
+            self.manifest["tasks"][str(seed)] = self._make_task(seed)
+            self.band_seeds.append(seed)
+            self.records.append(record := RunRecord(variants.REFERENCE, seed))
+            todo.append(record)
+        self.manifest["band_seeds"] = list(self.band_seeds)
+        return True
 
     def _noisy_keys(self) -> set[tuple[str, int]]:
         summary = self.summary()
@@ -708,12 +749,16 @@ class Suite:
         calibration: the GEMM roofline at the task's layer sizes (harness/roofline.py).
         overhead: the reference's throughput through the worker against its bare loop
         (harness/overhead.py); 1.0 means the harness costs nothing measurable.
+        overhead_by_variant: the same for every variant (--overhead all, asked for explicitly:
+        measured even with --no-calibrate).
         """
+        sizes = ["--hidden", ",".join(map(str, self.config.hidden))]
+        sizes += ["--batch-size", str(self.config.batch_size)]
+        if self.config.overhead == "all":
+            self._overhead_by_variant(sizes)
         if not self.config.calibrate:
             return
         spec = self.manifest["tasks"][str(self.config.seeds[0])]
-        sizes = ["--hidden", ",".join(map(str, self.config.hidden))]
-        sizes += ["--batch-size", str(self.config.batch_size)]
         if not (self.manifest.get("calibration") or {}).get("peak_gflops"):
             self.listener.note(
                 f"calibrating the roofline: {self.config.dtype} GEMM throughput at these sizes"
@@ -740,6 +785,24 @@ class Suite:
                     f"harness/bare throughput of {variants.REFERENCE}: "
                     f"{overhead['ratio_median']:.3f} (IQR {q['q1']:.3f}-{q['q3']:.3f})"
                 )
+
+    def _overhead_by_variant(self, sizes: list[str]) -> None:
+        """--overhead all: every single-process variant's harness/bare ratio on the suite's
+        own data and sizes, each in a process of its own, one after another."""
+        done = self.manifest.setdefault("overhead_by_variant", {})
+        data = ["--dataset", self.config.dataset]
+        data += ["--data-dir", self.config.data_dir] if self.config.data_dir else []
+        for name in self.config.variants:
+            path = self.config.path_of(name)
+            if (done.get(name) or {}).get("ratio_median") or cluster.layout(path) != "single":
+                continue
+            self.listener.note(f"measuring the harness' overhead on {name}")
+            argv = ["--variant", name if name in variants.REGISTRY else path, *data, *sizes]
+            argv += ["--rounds", str(OVERHEAD_ROUNDS_EACH), "--epochs", "3"]
+            result = self._measure("harness.overhead", argv)
+            done[name] = next(iter(result.values())) if "error" not in result else result
+            if done[name].get("ratio_median"):
+                self.listener.note(f"harness/bare of {name}: {done[name]['ratio_median']:.3f}")
 
     def _measure(self, module: str, argv: list[str]) -> dict[str, Any]:
         """`python -m module argv` (warm if possible), its JSON output or {"error": why}."""
@@ -821,6 +884,8 @@ class Suite:
                         # exact, or no further from the reference than another seed would be
                         learning_pass=gap < tol or (band_gap is not None and band_gap <= 1.0),
                     )
+            measured = (self.manifest.get("overhead_by_variant") or {}).get(r.variant) or {}
+            row["harness_overhead"] = measured.get("ratio_median")
             row["flops_per_sample"] = fps = roofline.flops_per_sample(self.spec)
             peak, sps = calibration.get("peak_gflops"), row.get("samples_per_second")
             if peak and sps:

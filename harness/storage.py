@@ -69,6 +69,7 @@ SUMMARY_COLUMNS = [
     "attempts",
     "flops_per_sample",
     "roofline_fraction",
+    "harness_overhead",
 ]
 # Integer and boolean columns that may hold missing values: read them as pandas' nullable
 # dtypes so that a failed run's empty cell does not turn the whole column into floats.
@@ -91,7 +92,7 @@ STATUSES = ("ok", "failed", "timeout", "diverged", "pending")
 LATER_COLUMNS = {
     "foreign_cpu_seconds", "window_start", "window_end", "level", "rung", "foreign_cpu",
     "seed_band_gap", "learning_pass",
-    "foreign_cpu_se", "noisy", "contended", "attempts",
+    "foreign_cpu_se", "noisy", "contended", "attempts", "harness_overhead",
 }  # fmt: skip
 
 

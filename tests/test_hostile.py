@@ -3,6 +3,7 @@ comparison against nothing, and variants that break the protocol after training 
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pandas as pd
@@ -90,3 +91,20 @@ def test_a_variant_that_learns_differently_fails_and_amplified_rounding_does_not
     assert "1 failed the parity check" not in result.stderr  # counted per run: 3 failed
     assert "3 failed the parity check" in result.stderr
     assert "stayed within its seed band" in result.stderr
+
+
+def test_one_seed_still_has_a_seed_band_from_the_reference(tmp_path):
+    """`--seeds 0` with parity: the reference alone also runs seeds 1 and 2, so that its band
+    exists and amplified rounding passes; without them every parted run would fail."""
+    out = tmp_path / "r"
+    extra = ["--variant", "tests.faulty_variants:RoundedDifferently"]
+    args = ["--hidden", "16", "--epochs", "4", "--seeds", "0", "--no-calibrate"]
+    result = mlpbench("run", *args, "--variants", "numpy_scratch", *extra, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    summary = pd.read_csv(out / "summary.csv")
+    assert sorted(summary.loc[summary["variant"] == "numpy_scratch", "seed"]) == [0, 1, 2]
+    assert summary.loc[summary["variant"] != "numpy_scratch", "seed"].tolist() == [0]
+    rounded = summary.set_index("variant").loc["tests.faulty_variants:RoundedDifferently"]
+    assert not rounded["parity_pass"] and rounded["learning_pass"]
+    assert 0 < rounded["seed_band_gap"] <= 1
+    assert json.loads((out / "manifest.json").read_text())["band_seeds"] == [1, 2]

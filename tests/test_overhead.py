@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from harness.datasets import load_digits
 from harness.overhead import measure
 from harness.task import make_task
@@ -39,3 +41,26 @@ def test_module_prints_json():
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
     result = json.loads(done.stdout)["numpy_scratch"]
     assert result["rounds"] == 1 and result["ratio_median"] > 0
+
+
+def test_overhead_of_every_variant_lands_in_results(tmp_path):
+    """`--overhead all`: one measurement per single-process variant, after the runs, in the
+    manifest and in summary.csv, on the timeline and overlapping no timed window."""
+    from harness import storage
+
+    from .test_cli import SMALL, mlpbench
+
+    out = tmp_path / "r"
+    args = [*SMALL, "--variants", "numpy_scratch,tf2_function", "--overhead", "all"]
+    result = mlpbench("run", *args, "--out", str(out), timeout=300)
+    assert result.returncode == 0, result.stderr
+    results = storage.load_results(out)
+    each = results.manifest["overhead_by_variant"]
+    assert set(each) == {"numpy_scratch", "tf2_function"}
+    for name, measured in each.items():
+        assert measured["variant"] == name and len(measured["ratios"]) == 3, measured
+        row = results.summary.set_index("variant").loc[name]
+        assert row["harness_overhead"] == pytest.approx(measured["ratio_median"], rel=1e-8)
+    activities = [a["activity"] for a in results.manifest["timeline"]]
+    assert activities.count("harness.overhead") == 2  # --no-calibrate: no reference one
+    assert results.manifest["isolation"]["overlaps"] == []
