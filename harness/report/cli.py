@@ -48,7 +48,8 @@ def build_report(result_dirs: Sequence[Path], out: Path, *, command: str | None 
             swept = sweep_data(*read_sweep(sweeps[0]))
             largest, largest_set = swept.points[-1]
             data = combine([largest_set])
-            palette = figures.Palette(swept.labels)  # one colour per variant on the page
+            # one colour per variant on the page
+            palette = figures.Palette(swept.labels, largest_set.reference)
             section = html.sweep_section(
                 swept,
                 figures.draw_sweep(swept, out, palette),

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness import stats
+from harness import metrics, stats
+from harness.report import reader
 from harness.report.reader import ResultSet
 from harness.sweep import SweepFolder
-from variants import REFERENCE
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,16 @@ class ReportData:
         """Labels with at least one ok run, in report order."""
         ok = set(self.ok["label"])
         return [lab for lab in self.labels if lab in ok]
+
+    @property
+    def reference(self) -> str:
+        """The parity reference, as the (first) manifest stores it: never today's code."""
+        return self.sets[0].reference if self.sets else reader.REFERENCE_BEFORE_STORED
+
+    @property
+    def parity_tolerance(self) -> float:
+        """The loosest tolerance the sets' parity was judged by (their manifests')."""
+        return max((s.parity_tolerance for s in self.sets), default=metrics.PARITY_TOLERANCE)
 
     def target_accuracy(self) -> float | None:
         targets = {s.config.get("target_accuracy") for s in self.sets} - {None}
@@ -195,11 +205,14 @@ def parity_differences(data: ReportData) -> pd.DataFrame:
     step, diff. Empty when no set holds a reference run."""
     rows = []
     steps = data.ok_runs(data.steps)
-    for _, frame in steps.groupby("set", sort=False):
-        ref = frame[frame["variant"] == REFERENCE][["seed", "step", "loss"]]
+    names = _unique_set_names(data.sets)
+    references = dict(zip(names, (s.reference for s in data.sets), strict=True))
+    for name, frame in steps.groupby("set", sort=False):
+        reference = references.get(name, reader.REFERENCE_BEFORE_STORED)
+        ref = frame[frame["variant"] == reference][["seed", "step", "loss"]]
         if ref.empty:
             continue
-        others = frame[frame["variant"] != REFERENCE]
+        others = frame[frame["variant"] != reference]
         merged = others.merge(ref, on=["seed", "step"], suffixes=("", "_ref"))
         merged["diff"] = (merged["loss"] - merged["loss_ref"]).abs()
         rows.append(merged[["label", "seed", "step", "diff"]])

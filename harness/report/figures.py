@@ -28,7 +28,6 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 from PIL import Image  # noqa: E402  (Pillow comes with matplotlib)
 
 from harness import stats  # noqa: E402
-from harness.metrics import PARITY_TOLERANCE  # noqa: E402
 from harness.report.data import (  # noqa: E402
     ReportData,
     SweepData,
@@ -38,7 +37,7 @@ from harness.report.data import (  # noqa: E402
     startup_breakdown,
     throughput_by_label,
 )
-from variants import REFERENCE  # noqa: E402
+from harness.report.reader import REFERENCE_BEFORE_STORED  # noqa: E402
 
 DPI = 90
 WIDTH = 11.8  # inches: at DPI, the width of the page's column (1062 px)
@@ -64,15 +63,15 @@ class Palette:
     """label -> colour, fixed for the whole report; the NumPy reference is always near-black
     so that the line every other variant is measured against stands out."""
 
-    def __init__(self, labels: Sequence[str]) -> None:
+    def __init__(self, labels: Sequence[str], reference: str = REFERENCE_BEFORE_STORED) -> None:
         cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
         # tab10's grey (index 7) is too close to the reference's colour.
         colours = [c for i, c in enumerate(cmap.colors) if not (cmap.N == 10 and i == 7)]
         self._colours: dict[str, object] = {}
-        others = [lab for lab in labels if not _is_reference(lab)]
+        others = [lab for lab in labels if not _is_reference(lab, reference)]
         for i, lab in enumerate(others):
             self._colours[lab] = colours[i % len(colours)]
-        references = [lab for lab in labels if _is_reference(lab)]
+        references = [lab for lab in labels if _is_reference(lab, reference)]
         for i, lab in enumerate(references):
             self._colours[lab] = REFERENCE_COLOURS[i % len(REFERENCE_COLOURS)]
 
@@ -80,8 +79,8 @@ class Palette:
         return self._colours.get(label, REFERENCE_COLOURS[0])
 
 
-def _is_reference(label: str) -> bool:
-    return label == REFERENCE or label.startswith(f"{REFERENCE} @ ")
+def _is_reference(label: str, reference: str) -> bool:
+    return label == reference or label.startswith(f"{reference} @ ")
 
 
 def text(label: str) -> str:
@@ -177,10 +176,11 @@ def parity(data: ReportData, palette: Palette, out: Path) -> Path | None:
         ax.plot(shown.index, shown.values, ".", color=colour, ms=5, alpha=0.6)
         # The running maximum answers "does the gap grow over training?"
         ax.plot(worst.index, worst.cummax().values, color=colour, lw=1.6, label=text(lab))
-    ax.axhline(PARITY_TOLERANCE, color=ROOFLINE_COLOUR, lw=1, ls=":")
+    tolerance = data.parity_tolerance  # as the manifests store it
+    ax.axhline(tolerance, color=ROOFLINE_COLOUR, lw=1, ls=":")
     ax.annotate(
-        f"parity tolerance {PARITY_TOLERANCE:g}",
-        (1, PARITY_TOLERANCE),
+        f"parity tolerance {tolerance:g}",
+        (1, tolerance),
         xycoords=("axes fraction", "data"),
         ha="right",
         va="bottom",
@@ -189,7 +189,7 @@ def parity(data: ReportData, palette: Palette, out: Path) -> Path | None:
     )
     ax.set_yscale("log")
     ax.set(
-        title=f"Difference to the NumPy reference ({REFERENCE}), per step",
+        title=f"Difference to the reference ({data.reference}), per step",
         xlabel="step (batch)",
         ylabel="|loss − reference loss| (nats)",
     )
@@ -541,7 +541,7 @@ def draw_all(
 ) -> list[tuple[str, str, Path]]:
     """Draw every figure that has data into `out`; (heading, caption, png) in page order.
     A sweep report passes its own palette, so a variant has one colour on the whole page."""
-    return _draw(FIGURES, data, palette or Palette(data.labels), out)
+    return _draw(FIGURES, data, palette or Palette(data.labels, data.reference), out)
 
 
 def _draw(

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness import storage, sweep
+from harness import metrics, storage, sweep
 from harness.storage import ResultsError
 from harness.sweep import SweepFolder
 
@@ -26,6 +26,11 @@ __all__ = ["ResultSet", "ResultsError", "read_results", "read_sweep"]
 
 # Columns that hold text; every other column of the three CSVs is a number (or boolean).
 TEXT_COLUMNS = storage.TEXT_COLUMNS
+
+
+# The reference of every folder written before the manifest named it, or written without
+# parity (its NumPy variant still anchors the figures' colours).
+REFERENCE_BEFORE_STORED = "numpy_scratch"
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,16 @@ class ResultSet:
     @property
     def config(self) -> dict[str, Any]:
         return self.manifest.get("config") or {}
+
+    @property
+    def reference(self) -> str:
+        """The variant parity was judged against, as the manifest stores it."""
+        return self.config.get("reference") or REFERENCE_BEFORE_STORED
+
+    @property
+    def parity_tolerance(self) -> float:
+        """The tolerance its parity was judged by, as the manifest stores it."""
+        return metrics.recorded_tolerance(self.config)
 
     @property
     def environment(self) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from harness import stats
-from harness.metrics import PARITY_TOLERANCE
 from harness.report.data import (
     ReportData,
     SweepData,
@@ -25,7 +24,6 @@ from harness.report.data import (
     startup_breakdown,
     throughput_by_label,
 )
-from variants import REFERENCE
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,7 @@ def _overhead(data: ReportData) -> Finding | None:
     if not parts and ratios.empty:
         return None
     text = (
-        f"Throughput of {REFERENCE} as the harness measures it over its bare training loop, "
+        f"Throughput of {data.reference} as the harness measures it over its bare training loop, "
         f"in the same process: {'; '.join(parts)} (1 means the harness costs nothing "
         "measurable; the target is within 2 %)."
         if parts
@@ -152,23 +150,24 @@ def _parity(data: ReportData) -> Finding:
         return Finding(
             "Parity",
             "Parity was not run, so whether the levels compute the same steps is untested "
-            f"here (a parity run compares every step's loss with {REFERENCE}).",
+            f"here (a parity run compares every step's loss with {data.reference}).",
         )
-    s = data.ok[data.ok["variant"] != REFERENCE].dropna(subset=["parity_max_abs_diff"])
+    s = data.ok[data.ok["variant"] != data.reference].dropna(subset=["parity_max_abs_diff"])
     if s.empty:
         return Finding(
             "Parity",
-            f"Parity was run, but no finished run besides {REFERENCE} has a parity result: "
+            f"Parity was run, but no finished run besides {data.reference} has a parity result: "
             "nothing to compare.",
         )
     worst = s.groupby("label", sort=False)["parity_max_abs_diff"].max()
-    failing = worst[worst >= PARITY_TOLERANCE]
-    passing = worst[worst < PARITY_TOLERANCE]
+    tolerance = data.parity_tolerance  # as the manifests store it: float32's or float64's
+    failing = worst[worst >= tolerance]
+    passing = worst[worst < tolerance]
     parts = []
     if len(passing):
         parts.append(
-            f"{len(passing)} of {len(worst)} variants matched {REFERENCE} within "
-            f"{PARITY_TOLERANCE:g} at every step (largest |Δloss| "
+            f"{len(passing)} of {len(worst)} variants matched {data.reference} within "
+            f"{tolerance:g} at every step (largest |Δloss| "
             f"{passing.max():.2g}, {passing.idxmax()})"
         )
     if len(failing):
@@ -187,7 +186,7 @@ def _parity(data: ReportData) -> Finding:
     text = "; ".join(parts) + f": {verdict}."
     if rounding:
         text += (
-            f" {', '.join(rounding)} parted late but stayed within the band {REFERENCE}'s "
+            f" {', '.join(rounding)} parted late but stayed within the band {data.reference}'s "
             f"seeds span (largest gap {gap[rounding].max():.2f} of the band): float32 "
             "rounding amplified by training, as any two implementations part on a long run."
         )
