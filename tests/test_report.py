@@ -296,3 +296,24 @@ def test_verdict_reports_the_measured_harness_overhead(tmp_path: Path) -> None:
     assert "bare training loop, in the same process: 0.987, quartiles 0.975-1.004 over 9" in page
     # without a measurement there is no such sentence
     assert "bare training loop" not in build_report([SMALL_A], tmp_path / "plain").read_text()
+
+
+def test_parity_is_judged_by_the_tolerance_and_reference_the_manifest_stores(tmp_path):
+    """An old folder is judged by what it was run with, not by today's constants: the same
+    differences pass at 1e-5 (float32's) and fail at 1e-9 (a float64 folder's)."""
+    from harness.report.data import combine
+    from harness.report.reader import read_results
+    from harness.report.verdict import verdict
+
+    def parity_text(folder: Path) -> str:
+        findings = verdict(combine([read_results(folder)]))
+        return next(f.sentence for f in findings if f.topic == "Parity")
+
+    strict = tmp_path / "strict"
+    shutil.copytree(SMALL_A, strict)
+    manifest = json.loads((strict / "manifest.json").read_text())
+    assert "within 1e-05" in parity_text(SMALL_A)
+    manifest["config"]["parity_tolerance"] = 1e-9
+    (strict / "manifest.json").write_text(json.dumps(manifest))
+    text = parity_text(strict)
+    assert "did not" in text and "within 1e-05" not in text
