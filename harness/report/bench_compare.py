@@ -10,7 +10,7 @@ The session-wide median, not the round's own reference: a slowdown of one varian
 loop, a stalled thread pool) can disturb the reference beside it, never that of the session.
 
 A benchmark is slower when both hold:
-- the lower quartile of its normalised times grew by more than the threshold (default 20 %):
+- the lower quartile of its normalised times grew by more than the threshold (default 15 %):
   an effect worth failing on. The lower quartile, not the median: some rounds of Keras `fit`
   take 1.7x the others, a few per run at random, which moves a median of 20 rounds between
   runs, while a slowdown of the step itself moves every round;
@@ -18,7 +18,7 @@ A benchmark is slower when both hold:
 The change is printed with a 95 % bootstrap interval. Benchmarks without a reference (older
 files, GEMM rows) are compared on raw round times, with the same rule.
 
-    python -m harness.report.bench_compare BASE.json NEW.json [--threshold 20%] [--alpha 0.01]
+    python -m harness.report.bench_compare BASE.json NEW.json [--threshold 15%] [--alpha 0.01]
 
 Exit status: 0 no benchmark slower, 1 some benchmark slower, 2 bad input.
 """
@@ -42,7 +42,7 @@ from scipy import stats as sps
 from harness import stats
 from harness.report.cli import probability
 
-THRESHOLD = 0.20
+THRESHOLD = 0.15
 ALPHA = 0.01
 QUANTILE = 0.25
 
