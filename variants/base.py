@@ -2,6 +2,10 @@
 
 Only NumPy arrays cross this boundary. The harness owns the data, the split, the initial
 weights and the order of batches; a variant receives them and only trains.
+
+`--mode as-written` hands three of those back (see `AsWritten`): the variant then initialises,
+orders its batches and sets its optimizer's constants its level's own way, as people write it.
+The harness still owns the data and the split.
 """
 
 from __future__ import annotations
@@ -81,6 +85,40 @@ class Adam:
 Optimizer = SGD | Momentum | Adam
 
 
+@dataclass(frozen=True)
+class AsWritten:
+    """What the harness leaves to the variant. `build` takes it as `as_written`: CONTROLLED
+    (everything the harness', the default) or, in `--mode as-written`, AsWritten(seed).
+
+    Each True field is the variant's to do its level's own way; `--ablate` hands one back to
+    the harness, so that a difference between levels can be traced to its cause:
+
+    - the initializer: `init_weights` is None; initialise with the level's own initializer,
+      seeded from `seed` by the framework's own seeding (`np.random.default_rng`,
+      `tf.compat.v1.set_random_seed`, `tf.random.set_seed`, `keras.utils.set_random_seed`).
+      With `--ablate initializer` the harness' `init_weights` are given as usual.
+    - `shuffle`: `train_epoch` receives the data in the dataset's order every epoch; shuffle
+      it the level's way (a NumPy permutation, a TF shuffle, `fit(shuffle=True)`). False:
+      the harness orders the batches.
+    - `optimizer_defaults`: give the optimizer only what a user writes (the learning rate, and
+      momentum): the level's own constants (Adam's epsilon: 1e-8 in tf.compat.v1, 1e-7 in
+      Keras). False: every constant of `optimizer`.
+    - `own_dtype`: the level's default float (NumPy's float64; TensorFlow's and Keras' float32,
+      which is then `spec.dtype`). False: `spec.dtype`.
+
+    A variant follows as-written mode by taking `as_written` in `build`; one that does not is
+    left out of as-written runs.
+    """
+
+    seed: int | None  # None under full control: nothing is drawn
+    shuffle: bool = True
+    optimizer_defaults: bool = True
+    own_dtype: bool = True
+
+
+CONTROLLED = AsWritten(seed=None, shuffle=False, optimizer_defaults=False, own_dtype=False)
+
+
 @runtime_checkable
 class Variant(Protocol):
     """One implementation of the task at one API level.
@@ -95,14 +133,24 @@ class Variant(Protocol):
     name: ClassVar[str]
     api_level: ClassVar[str]
 
-    def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
+    def build(
+        self,
+        spec: ModelSpec,
+        optimizer: Optimizer,
+        init_weights: list[np.ndarray] | None,
+        *,
+        as_written: AsWritten = CONTROLLED,
+    ) -> None:
         """Create the model and the optimizer in `spec.dtype`, then load `init_weights` (in
-        `spec.dtype` and `spec.weight_shapes` order)."""
+        `spec.dtype` and `spec.weight_shapes` order). `as_written` is optional to accept: only
+        `--mode as-written` passes it, and `init_weights` is then None unless the initializer
+        is ablated (see AsWritten)."""
         ...
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
         """Train on x (n, input_size) in `spec.dtype` and y (n,) int64 in the order given, in
-        consecutive batches of `batch_size` (the last may be short); never shuffle.
+        consecutive batches of `batch_size` (the last may be short); never shuffle, unless
+        `as_written.shuffle` said to.
         Return the exact loss of every step, shape (ceil(n / batch_size),): a NumPy array or
         any array-like (a framework tensor may stay on its device; the harness converts it
         inside the timed window, so queued work is timed)."""

@@ -9,14 +9,16 @@ from abc import ABC, abstractmethod
 import keras
 import numpy as np
 
-from variants.base import SGD, Adam, ModelSpec, Momentum, Optimizer
+from variants.base import CONTROLLED, SGD, Adam, AsWritten, ModelSpec, Momentum, Optimizer
 
 
-def keras_optimizer(opt: Optimizer) -> keras.optimizers.Optimizer:
+def keras_optimizer(opt: Optimizer, defaults: bool = False) -> keras.optimizers.Optimizer:
     if isinstance(opt, SGD):
         return keras.optimizers.SGD(learning_rate=opt.lr)
     if isinstance(opt, Momentum):
         return keras.optimizers.SGD(learning_rate=opt.lr, momentum=opt.momentum)
+    if isinstance(opt, Adam) and defaults:  # as written: Keras' own beta_1, beta_2, epsilon
+        return keras.optimizers.Adam(learning_rate=opt.lr)
     if isinstance(opt, Adam):
         return keras.optimizers.Adam(
             learning_rate=opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon
@@ -25,10 +27,15 @@ def keras_optimizer(opt: Optimizer) -> keras.optimizers.Optimizer:
 
 
 def compile_model(
-    model: keras.Model, optimizer: Optimizer, metrics=None, jit_compile=False, **options
+    model: keras.Model,
+    optimizer: Optimizer,
+    metrics=None,
+    jit_compile=False,
+    defaults=False,
+    **options,
 ) -> None:
     model.compile(
-        optimizer=keras_optimizer(optimizer),
+        optimizer=keras_optimizer(optimizer, defaults),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=metrics,
         # "auto" turns XLA on when a GPU is visible; XLA is measured by a variant of its own.
@@ -58,12 +65,25 @@ class KerasFit(ABC):
     @abstractmethod
     def make_model(self, spec: ModelSpec) -> keras.Model: ...
 
-    def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
+    def build(
+        self,
+        spec: ModelSpec,
+        optimizer: Optimizer,
+        init_weights: list[np.ndarray] | None,
+        *,
+        as_written: AsWritten = CONTROLLED,
+    ) -> None:
         keras.config.set_floatx(spec.dtype)  # losses, metrics, the optimizer's learning rate
         keras.config.set_dtype_policy(spec.dtype)  # layers (fixed once the first is made)
-        self.model = self.make_model(spec)
-        self.model.set_weights(init_weights)
-        compile_model(self.model, optimizer, metrics=[BatchLoss()])
+        if as_written.seed is not None:  # as written: Python's, NumPy's and TF's RNG at once
+            keras.utils.set_random_seed(as_written.seed)
+        self.model = self.make_model(spec)  # Keras' own initializers: Glorot kernels, zero biases
+        if init_weights is not None:
+            self.model.set_weights(init_weights)
+        compile_model(
+            self.model, optimizer, metrics=[BatchLoss()], defaults=as_written.optimizer_defaults
+        )
+        self.shuffle = as_written.shuffle
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
         losses = []
@@ -71,7 +91,7 @@ class KerasFit(ABC):
             on_train_batch_end=lambda batch, logs: losses.append(logs["batch_loss"])
         )
         self.model.fit(
-            x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0, callbacks=[keep]
+            x, y, batch_size=batch_size, epochs=1, shuffle=self.shuffle, verbose=0, callbacks=[keep]
         )
         return np.array(losses)
 

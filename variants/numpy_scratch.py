@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from variants.base import SGD, Adam, ModelSpec, Momentum, Optimizer
+from variants.base import CONTROLLED, SGD, Adam, AsWritten, ModelSpec, Momentum, Optimizer
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
@@ -16,13 +16,37 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
+def glorot_uniform(shapes: list[tuple[int, ...]], rng: np.random.Generator) -> list[np.ndarray]:
+    """Kernels U(-l, l) with l = sqrt(6 / (fan_in + fan_out)), zero biases: in float64, as
+    NumPy makes them."""
+    return [
+        rng.uniform(-1, 1, s) * np.sqrt(6 / sum(s)) if len(s) == 2 else np.zeros(s) for s in shapes
+    ]
+
+
 class NumpyScratch:
     name = "numpy_scratch"
     api_level = "NumPy, no framework"
     level, rung = "NumPy", 0
 
-    def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
-        self.params = [np.array(w, dtype=spec.dtype) for w in init_weights]
+    def build(
+        self,
+        spec: ModelSpec,
+        optimizer: Optimizer,
+        init_weights: list[np.ndarray] | None,
+        *,
+        as_written: AsWritten = CONTROLLED,
+    ) -> None:
+        self.rng = np.random.default_rng(as_written.seed)  # as written: NumPy's own RNG
+        if init_weights is None:
+            init_weights = glorot_uniform(spec.weight_shapes, self.rng)
+        if as_written.optimizer_defaults and isinstance(optimizer, Adam):
+            optimizer = Adam(optimizer.lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8)  # the paper's
+        # as written, in NumPy's default float: float64
+        self.params = [
+            np.array(w, np.float64 if as_written.own_dtype else spec.dtype) for w in init_weights
+        ]
+        self.shuffle = as_written.shuffle
         self.opt = optimizer
         self.slots = [[np.zeros_like(p) for p in self.params] for _ in range(2)]  # m, v
         self.t = 0
@@ -77,6 +101,9 @@ class NumpyScratch:
                 p -= lr_t * m_i / (np.sqrt(v_i) + opt.epsilon)
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
+        if self.shuffle:  # as written: a NumPy permutation of every epoch
+            order = self.rng.permutation(len(x))
+            x, y = x[order], y[order]
         starts = range(0, len(x), batch_size)
         return np.array(
             [self.train_step(x[s : s + batch_size], y[s : s + batch_size]) for s in starts]

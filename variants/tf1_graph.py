@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from variants.base import SGD, Adam, ModelSpec, Momentum, Optimizer
+from variants.base import CONTROLLED, SGD, Adam, AsWritten, ModelSpec, Momentum, Optimizer
 
 v1 = tf.compat.v1
 
 
-def make_optimizer(opt: Optimizer, dtype: str) -> v1.train.Optimizer:
+def make_optimizer(opt: Optimizer, dtype: str, defaults: bool = False) -> v1.train.Optimizer:
     # Tensors of the model's dtype: TF1 would make Python floats float32 tensors, rounded before
     # they are cast to the variables' dtype (in float64, enough to part from the reference).
     lr = tf.constant(opt.lr, dtype)
@@ -24,6 +24,8 @@ def make_optimizer(opt: Optimizer, dtype: str) -> v1.train.Optimizer:
         # TF1 keeps a = m * a + g; w -= lr * a, which for a constant lr takes the same steps as
         # the v = m * v - lr * g; w += v of the spec (v = -lr * a).
         return v1.train.MomentumOptimizer(lr, tf.constant(opt.momentum, dtype))
+    if isinstance(opt, Adam) and defaults:  # as written: TF1's own beta1, beta2, epsilon 1e-8
+        return v1.train.AdamOptimizer(lr)
     if isinstance(opt, Adam):
         # TF1's default epsilon is 1e-8, the spec's is Keras' 1e-7: pass all of them.
         beta1, beta2, epsilon = (
@@ -38,14 +40,29 @@ class TF1Graph:
     api_level = "tf.compat.v1 graph + Session"
     level, rung = "tf.compat.v1", 0
 
-    def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
+    def build(
+        self,
+        spec: ModelSpec,
+        optimizer: Optimizer,
+        init_weights: list[np.ndarray] | None,
+        *,
+        as_written: AsWritten = CONTROLLED,
+    ) -> None:
         graph = tf.Graph()
         with graph.as_default():
+            v1.set_random_seed(as_written.seed)  # as written: the graph-level seed
             # A None batch dimension lets one graph take full batches, the short last one and
             # the whole test set.
             self.x = v1.placeholder(spec.dtype, (None, spec.input_size), name="x")
             self.y = v1.placeholder(tf.int64, (None,), name="y")
-            # The harness' arrays become the variables' initial values.
+            if init_weights is None:  # as written: get_variable's default initializer, zero biases
+                init_weights = [
+                    v1.glorot_uniform_initializer()(s, spec.dtype)
+                    if len(s) == 2
+                    else tf.zeros(s, spec.dtype)
+                    for s in spec.weight_shapes
+                ]
+            # The harness' arrays (or the tensors above) become the variables' initial values.
             self.params = [v1.Variable(w, name=f"param{i}") for i, w in enumerate(init_weights)]
 
             *hidden, (W, b) = zip(self.params[::2], self.params[1::2], strict=True)
@@ -57,13 +74,19 @@ class TF1Graph:
             self.loss = tf.reduce_mean(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(labels=self.y, logits=self.logits)
             )
-            self.train_op = make_optimizer(optimizer, spec.dtype).minimize(self.loss)
+            self.train_op = make_optimizer(
+                optimizer, spec.dtype, defaults=as_written.optimizer_defaults
+            ).minimize(self.loss)
             init = v1.global_variables_initializer()
         graph.finalize()  # any op added from now on would be a bug (and a leak)
         self.sess = v1.Session(graph=graph)
         self.sess.run(init)
+        self.rng, self.shuffle = np.random.RandomState(as_written.seed), as_written.shuffle
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
+        if self.shuffle:  # as written: a NumPy permutation of every epoch, fed to the graph
+            order = self.rng.permutation(len(x))
+            x, y = x[order], y[order]
         losses = []
         for s in range(0, len(x), batch_size):
             feed = {self.x: x[s : s + batch_size], self.y: y[s : s + batch_size]}

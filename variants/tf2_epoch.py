@@ -42,6 +42,9 @@ class TF2EpochFunction(TapeMLP):
         return losses.stack()
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.Tensor:
+        if self.shuffle:  # as written: every epoch shuffled by TF's own RNG
+            order = tf.random.shuffle(tf.range(len(x)))
+            x, y = tf.gather(x, order), tf.gather(y, order)
         full = len(x) // batch_size * batch_size
         xs = tf.reshape(x[:full], (-1, batch_size, x.shape[1]))  # (steps, batch, features)
         ys = tf.reshape(y[:full], (-1, batch_size))

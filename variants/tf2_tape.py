@@ -9,19 +9,27 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from variants.base import SGD, Adam, ModelSpec, Momentum, Optimizer
+from variants.base import CONTROLLED, SGD, Adam, AsWritten, ModelSpec, Momentum, Optimizer
 
 
-def make_optimizer(opt: Optimizer) -> keras.optimizers.Optimizer:
+def make_optimizer(opt: Optimizer, defaults: bool = False) -> keras.optimizers.Optimizer:
     if isinstance(opt, SGD):
         return keras.optimizers.SGD(learning_rate=opt.lr)
     if isinstance(opt, Momentum):
         return keras.optimizers.SGD(learning_rate=opt.lr, momentum=opt.momentum)
+    if isinstance(opt, Adam) and defaults:  # as written: Keras' own beta_1, beta_2, epsilon
+        return keras.optimizers.Adam(learning_rate=opt.lr)
     if isinstance(opt, Adam):
         return keras.optimizers.Adam(
             learning_rate=opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon
         )
     raise TypeError(f"unknown optimizer {opt!r}")
+
+
+def glorot_uniform(shape: tuple[int, ...], dtype: str) -> tf.Tensor:
+    """Kernels as TF2 core guides write them: U(-l, l), l = sqrt(6 / (fan_in + fan_out)),
+    drawn by TF's own RNG."""
+    return tf.random.uniform(shape, -1, 1, dtype) * (6 / sum(shape)) ** 0.5
 
 
 class TapeMLP:
@@ -30,10 +38,24 @@ class TapeMLP:
     def compile(self, step, input_signature):
         raise NotImplementedError
 
-    def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
+    def build(
+        self,
+        spec: ModelSpec,
+        optimizer: Optimizer,
+        init_weights: list[np.ndarray] | None,
+        *,
+        as_written: AsWritten = CONTROLLED,
+    ) -> None:
         keras.config.set_floatx(spec.dtype)  # the optimizer's learning rate and constants
+        tf.random.set_seed(as_written.seed)  # as written: TF's global seed
+        if init_weights is None:  # as written: Glorot kernels and zero biases, drawn by TF
+            init_weights = [
+                glorot_uniform(s, spec.dtype) if len(s) == 2 else tf.zeros(s, spec.dtype)
+                for s in spec.weight_shapes
+            ]
         self.params = [tf.Variable(w, name=f"param{i}") for i, w in enumerate(init_weights)]
-        self.optimizer = make_optimizer(optimizer)
+        self.optimizer = make_optimizer(optimizer, as_written.optimizer_defaults)
+        self.shuffle = as_written.shuffle
         # Create the slot variables (momentum, Adam's m and v) here: a tf.function whose first
         # trace creates variables is traced a second time.
         self.optimizer.build(self.params)
@@ -64,6 +86,9 @@ class TapeMLP:
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.Tensor:
         # NumPy slices, one batch per step; the losses stay on the device until the epoch ends
         # (a `.numpy()` per step would wait for every step before starting the next).
+        if self.shuffle:  # as written: every epoch shuffled by TF's own RNG
+            order = tf.random.shuffle(tf.range(len(x)))
+            x, y = tf.gather(x, order), tf.gather(y, order)
         steps = range(0, len(x), batch_size)
         return tf.stack(
             [self.train_step(x[i : i + batch_size], y[i : i + batch_size]) for i in steps]
@@ -113,6 +138,8 @@ class TF2TFData(TF2Function):
     level, rung = "TF2 core", 1
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.Tensor:
-        batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)  # in order
+        batches = tf.data.Dataset.from_tensor_slices((x, y))  # in order
+        # as written: tf.data's shuffle, over the whole epoch
+        batches = (batches.shuffle(len(x)) if self.shuffle else batches).batch(batch_size)
         batches = batches.prefetch(tf.data.AUTOTUNE)  # the next batch is made while one trains
         return tf.stack([self.train_step(xb, yb) for xb, yb in batches])
