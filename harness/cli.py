@@ -21,14 +21,14 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import variants
 from harness import datasets, loc, metrics, storage
-from harness.worker import OPTIMIZERS
+from harness.worker import ABLATIONS, MODES, OPTIMIZERS
 from variants.base import DTYPES
 
 if TYPE_CHECKING:  # the runner imports pandas: only `run` needs it, so it is imported there
@@ -46,6 +46,7 @@ DEFAULTS = {
     "sweep_epochs": 3,
     "batch_size": 128,
     "seeds": "0,1,2",
+    "as_written_seeds": "0,1,2,3,4,5,6,7,8,9",  # the statistics need 10 seeds or more
     "timeout": 300.0,
 }
 
@@ -257,11 +258,30 @@ def add_run_options(p: argparse.ArgumentParser, *, sweep: bool) -> None:
     g.add_argument(
         "--seeds",
         type=int_list(0, SEED_MAX),
-        default=DEFAULTS["seeds"],
         metavar="S1,S2,...",
         help="one run per variant per seed (its own weights and batch order); "
-        f"default: {DEFAULTS['seeds']}",
+        f"default: {DEFAULTS['seeds']}"
+        + ("" if sweep else f", or {DEFAULTS['as_written_seeds']} with --mode as-written"),
     )
+    if not sweep:
+        g.add_argument(
+            "--mode",
+            choices=MODES,
+            default="controlled",
+            help="controlled: the harness hands every level the same initial weights, batch "
+            "order and optimizer constants, and checks they take the same steps; as-written: "
+            "each level initialises, shuffles and sets its optimizer constants its own way "
+            "(variants that cannot are left out), and learning is compared by statistics over "
+            "seeds (no parity); default: controlled",
+        )
+        g.add_argument(
+            "--ablate",
+            choices=ABLATIONS,
+            help="with --mode as-written: hand this one back to the harness, as in controlled "
+            "mode (initializer: the harness' weights; batch_order: its batch order; optimizer: "
+            "its optimizer constants; dtype: --dtype for every level, NumPy included), to trace "
+            "a difference to its cause",
+        )
     g = p.add_argument_group("measurement")
     g.add_argument(
         "--device",
@@ -470,6 +490,33 @@ def check_user_variants(paths: list[str]) -> dict[str, Path]:
     return files
 
 
+def check_as_written(config: RunConfig, named: set[str]) -> RunConfig:
+    """--mode as-written runs only variants whose build takes `as_written` (variants/base.py),
+    found by importing them in a throwaway process. Those `named` on the command line must;
+    those of `all` that cannot are left out with a note."""
+    paths = [path for _, path in config.variant_paths]
+    code, results = _python_json(["-m", "harness.worker", "--check", *paths])
+    able = {r["path"] for r in results if r.get("as_written")}
+    if code != 0 or len(results) != len(paths):
+        raise UsageError(f"--mode as-written: cannot check {', '.join(paths)} (status {code})")
+    unable = [name for name, path in config.variant_paths if path not in able]
+    if refused := [name for name in unable if name in named]:
+        raise UsageError(
+            f"{', '.join(refused)} cannot run in --mode as-written (build takes no "
+            "as_written); leave them out"
+        )
+    kept = tuple((name, path) for name, path in config.variant_paths if path in able)
+    if not kept:
+        raise UsageError("no selected variant can run in --mode as-written")
+    if unable:
+        print(
+            f"{PROG}: left out of --mode as-written (their build takes no as_written): "
+            + ", ".join(unable),
+            file=sys.stderr,
+        )
+    return replace(config, variants=tuple(n for n, _ in kept), variant_paths=kept)
+
+
 def check_gpu() -> None:
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
     code, results = _python_json(["-m", "harness.environment"], env)
@@ -499,9 +546,22 @@ def default_out() -> Path:
 def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
     from harness.runner import RunConfig
 
+    mode, ablate = getattr(args, "mode", "controlled"), getattr(args, "ablate", None)
+    if ablate and mode != "as-written":
+        raise UsageError(
+            f"--ablate {ablate} needs --mode as-written: it hands one of a level's own ways "
+            "back to the harness"
+        )
+    if mode == "as-written" and args.dtype != "float32" and ablate != "dtype":
+        raise UsageError(
+            "--mode as-written trains each level in its own default dtype: "
+            f"--dtype {args.dtype} needs --ablate dtype"
+        )
+    args.parity = args.parity and mode == "controlled"  # as written, no two levels step alike
     chosen = select_variants(args)
     optimizer_cls = OPTIMIZERS[args.optimizer]
     optimizer = optimizer_cls() if args.lr is None else optimizer_cls(lr=args.lr)
+    seeds = "as_written_seeds" if mode == "as-written" else "seeds"
     out = args.out or default_out()
     return RunConfig(
         variants=tuple(name for name, _ in chosen),
@@ -512,7 +572,7 @@ def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         batch_size=batch_sizes(args)[0],  # a sweep sets each point's own (harness.sweep.plan)
         optimizer=optimizer,
         hidden=args.hidden or DEFAULT_HIDDEN.get(args.dataset, (512, 256)),
-        seeds=tuple(dict.fromkeys(args.seeds)),
+        seeds=tuple(dict.fromkeys(args.seeds or int_list(0)(DEFAULTS[seeds]))),
         device=args.device,
         parity=args.parity,
         target_accuracy=args.target_accuracy or DEFAULT_TARGET.get(args.dataset, 0.9),
@@ -524,6 +584,8 @@ def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         retry_noisy=args.retry_noisy,
         overhead=args.overhead,
         dtype=args.dtype,
+        mode=mode,
+        ablate=ablate,
         out=out,
         resume=args.resume,
         force=args.force,
@@ -588,6 +650,10 @@ def validate(args: argparse.Namespace) -> Validated:
     check_memory(config, dataset, min(batch_sizes(args)))
     for path, file in check_user_variants(user_paths).items():
         sources[path] = loc.source_info(path, file) if file else None
+    if config.mode == "as-written":
+        listed = args.variants if args.variants and args.variants.strip() != "all" else ""
+        named = {n.strip() for n in listed.split(",")} | set(args.variant)
+        config = check_as_written(config, named)
     if config.device == "gpu":
         check_gpu()
     return Validated(config, dataset, sources)

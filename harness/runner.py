@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 import variants
-from harness import environment, metrics, roofline, storage
+from harness import environment, learning, metrics, roofline, storage
 from harness.datasets import Dataset
 from harness.launch import Launcher, uses_framework
 from harness.loc import SourceInfo
@@ -93,6 +93,8 @@ class RunConfig:
     noisy_threshold: float = noise.NOISY_CORES  # foreign CPU, in cores, that makes a run noisy
     overhead: str = "reference"  # whose harness/bare ratio is measured: "reference" or "all"
     dtype: str = "float32"  # of the data, the weights and the training (variants/base.py DTYPES)
+    mode: str = "controlled"  # or "as-written": each level its own way (harness.worker.MODES)
+    ablate: str | None = None  # as-written: what is handed back to the harness (ABLATIONS)
 
     @property
     def parity_tolerance(self) -> float:
@@ -126,6 +128,8 @@ class RunConfig:
             **({"workers": self.workers} if self.workers > 1 else {}),
             **({"overhead": self.overhead} if self.overhead != "reference" else {}),
             **({"dtype": self.dtype} if self.dtype != "float32" else {}),
+            **({"mode": self.mode} if self.mode != "controlled" else {}),
+            **({"ablate": self.ablate} if self.ablate else {}),
             # what parity_pass was judged by: reports read it from here
             "parity_tolerance": self.parity_tolerance,
         }
@@ -176,7 +180,8 @@ def utc_now() -> str:
 def check_resumable(config: RunConfig, manifest: dict[str, Any]) -> None:
     """A resumed suite must be the same experiment, or its runs would not be comparable."""
     old, new = manifest.get("config", {}), config.to_manifest()
-    stored_when_not = {"workers": 1, "dtype": "float32"}  # the defaults are not stored
+    # the defaults are not stored
+    stored_when_not = {"workers": 1, "dtype": "float32", "mode": "controlled", "ablate": None}
     old, new = {**stored_when_not, **old}, {**stored_when_not, **new}
     changed = [k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
     if changed:
@@ -625,6 +630,8 @@ class Suite:
             epochs=self.config.epochs,
             device=self.config.device,
             workers=self.config.workers,
+            mode=self.config.mode,
+            ablate=self.config.ablate,
         )
         self.listener.run_started(record)
         warm = self._warm(record.variant)
@@ -913,6 +920,7 @@ class Suite:
             "timed_windows": len(windows),
             "overlaps": timeline.overlaps(windows, activities),
         }
+        summary = self.summary()
 
         def frame(store: dict[tuple[str, int], list[dict[str, Any]]], cols: list[str]) -> Any:
             # only finished runs: rows of a run still going would look like a short result
@@ -921,12 +929,18 @@ class Suite:
             ]
             return pd.DataFrame(rows, columns=cols) if rows else storage.empty_frame(cols)
 
+        steps = frame(self.steps, storage.STEPS_COLUMNS)
+        epochs = frame(self.epochs, storage.EPOCHS_COLUMNS)
+        if self.config.mode == "as-written":  # its statistics, which the report reads
+            self.manifest["learning"] = learning.learning(
+                summary, epochs, steps, self.config.ablate
+            )
         storage.save_results(
             storage.Results(
                 path=self.config.out,
                 manifest=self.manifest,
-                steps=frame(self.steps, storage.STEPS_COLUMNS),
-                epochs=frame(self.epochs, storage.EPOCHS_COLUMNS),
-                summary=self.summary(),
+                steps=steps,
+                epochs=epochs,
+                summary=summary,
             )
         )

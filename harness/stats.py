@@ -199,3 +199,84 @@ def ratio_of_medians(
     )
     low, high = result.confidence_interval
     return RatioCI(ratio, float(low), float(high), confidence)
+
+
+# --- independent samples across many groups: how the levels learn as written --------------
+
+
+def mann_whitney(
+    a: Sequence[float], b: Sequence[float], alternative: str = "two-sided"
+) -> TestResult:
+    """Mann-Whitney U of A against B (`alternative` "greater": A tends to be larger). Samples
+    that are all one value cannot differ: p = 1."""
+    xa, xb = clean(a), clean(b)
+    n = min(xa.size, xb.size)
+    if n < 2:
+        return TestResult("Mann-Whitney U", math.nan, math.nan, n, "fewer than 2 samples")
+    if np.ptp(np.concatenate([xa, xb])) == 0:
+        return TestResult("Mann-Whitney U", float(xa.size * xb.size / 2), 1.0, n)
+    u, p = sps.mannwhitneyu(xa, xb, alternative=alternative)
+    return TestResult("Mann-Whitney U", float(u), float(p), n)
+
+
+def kruskal_wallis(groups: Mapping[str, Sequence[float]]) -> TestResult:
+    """Do independent groups (a variant's seeds each) differ? Kruskal-Wallis H."""
+    return compare_groups({g: dict(enumerate(clean(s))) for g, s in groups.items()}, paired=False)
+
+
+def cliffs_delta(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cliff's delta of A over B: P(a > b) - P(a < b) over every pair of samples. From -1
+    (every a below every b) through 0 (neither tends to be larger) to 1; NaN if a side is
+    empty. It is the rank-biserial correlation of the Mann-Whitney U test."""
+    xa, xb = clean(a), clean(b)
+    if not xa.size or not xb.size:
+        return math.nan
+    return float(np.sign(xa[:, None] - xb[None, :]).mean())
+
+
+# Romano et al. (2006): |delta| below 0.147 negligible, 0.33 small, 0.474 medium, else large.
+DELTA_LABELS = ((0.147, "negligible"), (0.33, "small"), (0.474, "medium"), (math.inf, "large"))
+
+
+def delta_label(delta: float) -> str:
+    if not math.isfinite(delta):
+        return "unknown"
+    return next(label for bound, label in DELTA_LABELS if abs(delta) < bound)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values, in the order given: reject every
+    adjusted p below alpha and the family-wise error stays below alpha. NaN (no test) stays
+    NaN and does not count towards the family."""
+    p = np.asarray(list(p_values), dtype=float)
+    adjusted = np.full(p.shape, math.nan)
+    tested = np.flatnonzero(np.isfinite(p))
+    running = 0.0
+    for rank, i in enumerate(tested[np.argsort(p[tested], kind="stable")]):
+        running = max(running, min(1.0, (tested.size - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Group A against group B: a two-sided Mann-Whitney U test, its p-value adjusted by Holm
+    over every pair of the family, and Cliff's delta of A over B."""
+
+    a: str
+    b: str
+    test: TestResult
+    p_holm: float
+    delta: float
+
+
+def pairwise(groups: Mapping[str, Sequence[float]]) -> list[Pair]:
+    """Every pair of groups, in the groups' order."""
+    names = list(groups)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    tests = [mann_whitney(groups[a], groups[b]) for a, b in pairs]
+    adjusted = holm([t.p_value for t in tests])
+    return [
+        Pair(a, b, t, p, cliffs_delta(groups[a], groups[b]))
+        for (a, b), t, p in zip(pairs, tests, adjusted, strict=True)
+    ]

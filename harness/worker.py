@@ -19,6 +19,7 @@ Events, one JSON object per line, written to the file descriptor `event_fd` (std
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -36,13 +37,39 @@ import variants
 from harness import metrics
 from harness.measure import noise
 from harness.task import Task
-from variants.base import SGD, Adam, Momentum, Optimizer
+from variants.base import SGD, Adam, AsWritten, Momentum, Optimizer
 
 OPTIMIZERS: dict[str, type[SGD] | type[Momentum] | type[Adam]] = {
     "sgd": SGD,
     "momentum": Momentum,
     "adam": Adam,
 }
+
+
+# controlled: the harness hands every variant the same weights, batch order and optimizer
+# constants; as-written: each level does those its own way (variants/base.py AsWritten).
+MODES = ("controlled", "as-written")
+# What `--ablate` hands back to the harness in an as-written run, one at a time.
+ABLATIONS = ("initializer", "batch_order", "optimizer", "dtype")
+
+
+def as_written(seed: int, ablate: str | None) -> AsWritten:
+    """What an as-written run of `seed` leaves to the variant, with `ablate` handed back
+    (the initializer is handed back by giving `init_weights`, not by a field)."""
+    return AsWritten(
+        seed=seed,
+        shuffle=ablate != "batch_order",
+        optimizer_defaults=ablate != "optimizer",
+        own_dtype=ablate != "dtype",
+    )
+
+
+def follows_as_written(cls: type) -> bool:
+    """Whether a variant class can run in as-written mode: its build takes `as_written`."""
+    try:
+        return "as_written" in inspect.signature(cls.build).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def optimizer_to_dict(opt: Optimizer) -> dict[str, Any]:
@@ -67,6 +94,8 @@ class WorkerConfig:
     spawn_time: float | None = None  # time.time() when the parent started this process
     workers: int = 1  # replicas of a distributed variant (`mlpbench run --workers`)
     event_fd: int | None = None
+    mode: str = "controlled"  # one of MODES
+    ablate: str | None = None  # as-written only: one of ABLATIONS, handed back to the harness
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -189,10 +218,21 @@ def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any
         device, scope = _device_scope(config.device)
     bs, n = config.batch_size, len(task.x_train)
     step = 1  # global number of the next step
+    own = as_written(task.seed, config.ablate) if config.mode == "as-written" else None
+    if own is not None and not follows_as_written(cls):
+        raise ProtocolError(
+            f"{config.variant} cannot run in --mode as-written: its build takes no `as_written`"
+        )
+    # as written, the variant orders its own batches: it gets the data in the dataset's order
+    own_order = own is not None and own.shuffle
     with scope:
         t0 = time.perf_counter()
         variant = _instantiate(cls, config.workers)
-        variant.build(task.spec, optimizer, task.init_weights)
+        if own is None:
+            variant.build(task.spec, optimizer, task.init_weights)
+        else:
+            init = task.init_weights if config.ablate == "initializer" else None
+            variant.build(task.spec, optimizer, init, as_written=own)
         events.emit(
             "start",
             api_level=getattr(cls, "api_level", None),
@@ -204,9 +244,12 @@ def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any
             build_seconds=time.perf_counter() - t0,
         )
         for epoch in range(1, config.epochs + 1):
-            x, y = task.epoch_data(epoch - 1)  # reordering is the harness' work: not timed
+            if own_order:
+                x, y = task.x_train, task.y_train
+            else:
+                x, y = task.epoch_data(epoch - 1)  # reordering is the harness' work: not timed
             extra: dict[str, Any] = {}
-            if epoch == 1:
+            if epoch == 1 and not own_order:
                 # The first batch alone, then the rest: the same training as one call, but the
                 # end of step 1 is observable. Time from process start: imports, build, tracing.
                 window = Window()
@@ -349,6 +392,7 @@ def check(paths: list[str]) -> int:
             cls = variants.load(path)
             module = sys.modules[cls.__module__]
             result = {"path": path, "ok": True, "file": getattr(module, "__file__", None)}
+            result["as_written"] = follows_as_written(cls)
         except variants.VariantLoadError as exc:
             result = {"path": path, "ok": False, "error": " ".join(str(exc).split())}
             ok = False
