@@ -63,3 +63,27 @@ def test_windows_without_a_reading_are_left_out() -> None:
     assert noise.assess([None, None], [1.0, 1.0]) is None
     load = noise.assess([None, 0.5], [1.0, 1.0], cpus=2)
     assert load is not None and load.cores == pytest.approx(0.5)
+
+
+@pytest.mark.skipif(noise.read().busy is None, reason="no /proc/stat on this system")
+def test_the_other_ranks_of_a_run_are_not_foreign_load(tmp_path, monkeypatch) -> None:
+    """A data-parallel run's peer processes (listed by its supervisor) count as its own CPU:
+    the same window read with and without the list differs by the peer's CPU time."""
+    peer = subprocess.Popen([sys.executable, "-c", HOG])
+    peers = tmp_path / "run.pids"
+    peers.write_text(f"{peer.pid}\n")
+    try:
+        time.sleep(0.3)
+        plain_start = noise.read()
+        monkeypatch.setenv(noise.PEERS_FILE, str(peers))
+        with_start = noise.read()
+        time.sleep(1.0)
+        with_end = noise.read()
+        monkeypatch.delenv(noise.PEERS_FILE)
+        plain_end = noise.read()
+    finally:
+        peer.wait()
+    plain = noise.foreign_seconds(plain_start, plain_end)
+    with_peers = noise.foreign_seconds(with_start, with_end)
+    assert plain is not None and with_peers is not None
+    assert 0.8 < plain - with_peers < 1.2, (plain, with_peers)  # the peer spun the whole second

@@ -38,9 +38,36 @@ def _busy_seconds() -> float | None:
     return sum(int(fields[1 + i]) for i in _BUSY if 1 + i < len(fields)) * TICK
 
 
+# A data-parallel run is several processes on this machine: their CPU is the run's own, not
+# outside load. Its supervisor writes their pids, one per line, to the file this names.
+PEERS_FILE = "MLPBENCH_PEERS_FILE"
+
+
+def _peers() -> list[int]:
+    path = os.environ.get(PEERS_FILE)
+    if not path:
+        return []
+    try:
+        with open(path, encoding="ascii") as f:
+            return [int(line) for line in f if line.strip() and int(line) != os.getpid()]
+    except (OSError, ValueError):
+        return []  # not written yet: the ranks are still starting
+
+
+def _process_seconds(pid: int) -> float:
+    """utime + stime of another process (man 5 proc); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * TICK  # fields 14 and 15 of the whole line
+
+
 def _own_seconds() -> float:
+    """CPU seconds of this process, and of the other processes of its run."""
     t = os.times()
-    return t.user + t.system
+    return t.user + t.system + sum(_process_seconds(pid) for pid in _peers())
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.measure import noise
 from harness.worker import Events, WorkerConfig
 
 if TYPE_CHECKING:
@@ -316,6 +317,10 @@ class Supervisor:
 
     def start_ranks(self, attempt: int) -> None:
         ports = self.ports if attempt == 1 and self.ports else free_ports(self.workers)
+        # the ranks count each other's CPU as their run's own, not outside load (noise.py)
+        peers = Path(f"{self.logs}.pids")
+        peers.unlink(missing_ok=True)
+        os.environ[noise.PEERS_FILE] = str(peers)
         how = "forked" if self.fork else "cold"
         self._note(f"attempt {attempt}: {how} ranks on 127.0.0.1 ports {ports}")
         for index in range(self.workers):
@@ -345,6 +350,10 @@ class Supervisor:
             self._note(f"rank {index}: pid {process.pid}, log {log.name}")
             if self.fork and index == 0 and self.workers > 1:
                 self._await_chief(ports[0], process)
+        pids = "".join(f"{pid}\n" for pid in (os.getpid(), *(r.process.pid for r in self.ranks)))
+        tmp = peers.with_suffix(".tmp")
+        tmp.write_text(pids)
+        tmp.replace(peers)  # whole or absent to a rank reading it
 
     def _await_chief(self, port: int, chief: ForkedRank | subprocess.Popen[bytes]) -> None:
         """Forked ranks reach their strategy within milliseconds of each other, and a peer that
