@@ -753,6 +753,20 @@ def report_end(suite: Suite, code: int, resume_out: Path) -> None:
             "band (amplified float32 rounding, not a failure)"
         )
     err.print(f"{verdict}. Results: {config.out}", highlight=False, markup=False)
+    for claim in (suite.manifest.get("learning") or {}).get("claims", []):
+        answer = {True: "supported", False: "not supported", None: "cannot be answered"}
+        p, delta = claim.get("p_value", math.nan), claim.get("cliffs_delta", math.nan)
+        err.print(
+            f"claim '{claim['claim']}': {answer[claim.get('supported')]}"
+            + (
+                f" ({claim['a']} vs {claim['b']}, p = {p:.2g}, Cliff's δ = {delta:+.2f})"
+                if claim.get("supported") is not None
+                else f" ({claim.get('reason')})"
+            )
+            + f"; why: {PROG} report {config.out}",
+            highlight=False,
+            markup=False,
+        )
 
 
 def _interrupt_on_sigterm() -> None:

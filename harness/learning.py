@@ -88,7 +88,8 @@ def samples(
     if len(steps):
         for r in steps[steps["step"] == 1].itertuples():
             put("first_loss", r.variant, r.seed, r.loss)
-    return out
+    order = list(dict.fromkeys(summary["variant"]))  # the suite's order, in every table
+    return {m: {v: groups[v] for v in order if v in groups} for m, groups in out.items()}
 
 
 def curves(epochs: pd.DataFrame, variant: str, keys: set[tuple[str, int]]) -> pd.DataFrame:

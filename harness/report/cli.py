@@ -23,7 +23,7 @@ def build_report(result_dirs: Sequence[Path], out: Path, *, command: str | None 
     sweep section, then the report of its largest batch size. Raises `ResultsError` for
     unusable input."""
     from harness import sweep
-    from harness.report import figures, html
+    from harness.report import figures, html, learning
     from harness.report.data import combine, sweep_data
     from harness.report.reader import ResultsError, read_results, read_sweep
     from harness.report.verdict import at_batch, sweep_verdict, verdict
@@ -40,7 +40,8 @@ def build_report(result_dirs: Sequence[Path], out: Path, *, command: str | None 
         if not sweeps:
             data = combine([read_results(Path(p)) for p in result_dirs])
             drawn = figures.draw_all(data, out)
-            sections = [_scaling_section(Path(p), out) for p in result_dirs]
+            sections = [learning.section(data.sets)]
+            sections += [_scaling_section(Path(p), out) for p in result_dirs]
             page = html.page(
                 data, drawn, verdict(data), command, sections=[s for s in sections if s]
             )

@@ -24,6 +24,8 @@ from harness.report.data import (
     startup_breakdown,
     throughput_by_label,
 )
+from harness.report.learning import as_written
+from harness.report.learning import findings as learning_findings
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,12 @@ class Finding:
 def verdict(data: ReportData) -> list[Finding]:
     if data.ok.empty:  # a suite that just started, or where everything failed
         return [_runs(data)]
-    findings = [_runs(data), _noise(data), _parity(data), _accuracy(data), _speed(data)]
-    findings += [_ladder(data), _first_step(data), _target(data), _overhead(data)]
+    findings = [_runs(data), _noise(data)]
+    # as written, no two levels take the same steps: learning is judged by statistics instead
+    if len(as_written(data.sets)) < len(data.sets):
+        findings += [_parity(data), _accuracy(data)]
+    findings += [Finding(topic, text) for topic, text in learning_findings(data.sets)]
+    findings += [_speed(data), _ladder(data), _first_step(data), _target(data), _overhead(data)]
     return [f for f in findings if f is not None]
 
 
