@@ -35,6 +35,7 @@ from harness.run import cluster  # noqa: E402
 
 # the variants .ci/bench times: those that train in one process
 VARIANTS = [n for n in variants.REGISTRY if cluster.layout(variants.REGISTRY[n]) == "single"]
+CONFIRM = ("bench: slower in both", "bench: not confirmed")  # .ci/bench's second look
 VERDICT = re.compile(r"^(none of \d+ benchmarks is slower|\d+ slower: .*)$")
 
 
@@ -53,7 +54,8 @@ def ci_bench(slowdown: str = "") -> tuple[int, str, float]:
     done = subprocess.run(
         ["bash", ".ci/bench"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
     )
-    verdicts = [ln for ln in done.stdout.splitlines() if VERDICT.match(ln.strip())]
+    lines = (done.stdout + "\n" + done.stderr).splitlines()
+    verdicts = [ln for ln in lines if VERDICT.match(ln.strip()) or ln.startswith(CONFIRM)]
     return (
         done.returncode,
         (verdicts[-1] if verdicts else done.stderr[-300:]).strip(),
