@@ -108,3 +108,14 @@ def test_one_seed_still_has_a_seed_band_from_the_reference(tmp_path):
     assert not rounded["parity_pass"] and rounded["learning_pass"]
     assert 0 < rounded["seed_band_gap"] <= 1
     assert json.loads((out / "manifest.json").read_text())["band_seeds"] == [1, 2]
+
+
+def test_a_variant_named_in_markup_runs_and_is_printed_as_written(tmp_path):
+    out = tmp_path / "r"
+    path = "tests.hostile_names:[/bold]x[red]"
+    result = mlpbench("run", *SMALL, "--variant", path, "--no-parity", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "MarkupError" not in result.stderr + result.stdout
+    assert path in result.stdout.replace("\n", "") or "[/bold]x[red]" in result.stdout
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["variant"].tolist() == [path] and summary["status"].tolist() == ["ok"]
