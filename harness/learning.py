@@ -205,8 +205,9 @@ def _curves_differ(
 ) -> dict[str, Any]:
     """Do two variants' training-loss curves differ? At every epoch a two-sided Mann-Whitney U
     test over seeds, Holm-adjusted over the epochs: the curves differ where an adjusted p is
-    below alpha. Reported: the epoch with the smallest adjusted p, Cliff's delta there (A
-    over B: positive, A's loss higher), and the largest gap between the mean curves."""
+    below alpha. Reported: the epoch with the smallest adjusted p (of equal ones, the largest
+    effect), Cliff's delta there (A over B: positive, A's loss higher), and the largest gap
+    between the mean curves."""
     ca, cb = curves(epochs, a, keys), curves(epochs, b, keys)
     shared = [e for e in ca.columns if e in cb.columns]
     out: dict[str, Any] = {
@@ -221,7 +222,8 @@ def _curves_differ(
     adjusted = stats.holm([t.p_value for t in tests])
     deltas = [stats.cliffs_delta(ca[e], cb[e]) for e in shared]
     gaps = [float(ca[e].mean() - cb[e].mean()) for e in shared]
-    best = int(np.nanargmin(adjusted)) if np.isfinite(adjusted).any() else 0
+    # the smallest adjusted p; among equal ones (Holm caps them at 1), the largest effect
+    best = int(np.lexsort((-np.abs(deltas), np.nan_to_num(adjusted, nan=2.0)))[0])
     widest = int(np.argmax(np.abs(gaps)))
     out.update(
         epochs=[int(e) for e in shared],

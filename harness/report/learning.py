@@ -130,7 +130,7 @@ def _claim(claim: dict[str, Any], s: dict[str, Any], ablations: list) -> str:
         body = (
             f"{a}'s training loss at every epoch against {b}'s, over {claim['n_a']} and "
             f"{claim['n_b']} seeds (Mann-Whitney U at each of {len(claim['epochs'])} epochs, "
-            f"Holm-adjusted): smallest {_p(claim['p_value'])} (epoch {claim['epoch']}), "
+            f"Holm-adjusted): smallest {_p(claim['p_value'])}, at epoch {claim['epoch']} with "
             f"{_delta(claim['cliffs_delta'])}; the mean curves are at most "
             f"{abs(claim['largest_gap']):.3g} apart (epoch {claim['largest_gap_epoch']}), ending "
             f"at {claim['final_loss_a']:.4f} and {claim['final_loss_b']:.4f}"
