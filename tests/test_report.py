@@ -317,3 +317,25 @@ def test_parity_is_judged_by_the_tolerance_and_reference_the_manifest_stores(tmp
     (strict / "manifest.json").write_text(json.dumps(manifest))
     text = parity_text(strict)
     assert "did not" in text and "within 1e-05" not in text
+
+
+def test_the_verdict_names_a_variant_whose_harness_overhead_is_below_two_percent(tmp_path):
+    """--overhead all: a ratio under 0.98 is named, all at or above it are said to be."""
+    from harness.report.data import combine
+    from harness.report.reader import read_results
+    from harness.report.verdict import verdict
+
+    def harness_text(ratios: dict[str, float]) -> str:
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        shutil.copytree(SMALL_A, folder)
+        summary = pd.read_csv(folder / "summary.csv")
+        summary["harness_overhead"] = summary["variant"].map(ratios)
+        summary.to_csv(folder / "summary.csv", index=False)
+        findings = verdict(combine([read_results(folder)]))
+        return next(f.sentence for f in findings if f.topic == "Harness")
+
+    variants = pd.read_csv(SMALL_A / "summary.csv")["variant"].unique()
+    fine = harness_text(dict.fromkeys(variants, 0.995))
+    assert "all at 0.98 or above" in fine
+    slow = harness_text({**dict.fromkeys(variants, 0.995), variants[-1]: 0.9})
+    assert f"below 0.98: {variants[-1]} 0.900" in slow
