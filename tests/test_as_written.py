@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 
 import variants
-from harness import learning, stats
+from harness.cli.report import build_report
+from harness.measure import learning, stats
 from harness.report import learning as report_learning
-from harness.report.cli import build_report
 from harness.report.data import combine
-from harness.report.reader import ResultSet, read_results
 from harness.report.verdict import verdict
-from harness.worker import follows_as_written
+from harness.results.reader import ResultSet, read_results
+from harness.run.worker import follows_as_written
 from variants.base import CONTROLLED, Adam, AsWritten
 
 from .conftest import BATCH

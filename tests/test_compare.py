@@ -1,5 +1,5 @@
 """`mlpbench compare` and the statistics under it: exit statuses, thresholds, bad input,
-the HTML page, and the tests in harness/stats.py against direct scipy computations."""
+the HTML page, and the tests in harness/measure/stats.py against direct scipy computations."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from harness import stats
-from harness.compare import compare_dirs, write_html
-from harness.report.cli import parse_threshold
+from harness.cli.report import parse_threshold
+from harness.measure import stats
+from harness.report.compare import compare_dirs, write_html
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 SMALL_A, SMALL_B = FIXTURES / "small_a", FIXTURES / "small_b"
@@ -128,7 +128,7 @@ def test_html_page_escapes_and_marks_the_regression(tmp_path: Path) -> None:
     assert page.count('class="status-bad"') == 1
 
 
-# --- harness/stats.py ---------------------------------------------------------------------
+# --- harness/measure/stats.py ---------------------------------------------------------------------
 
 
 def test_mean_ci_is_the_t_interval() -> None:

@@ -27,7 +27,7 @@ import pytest
 
 import variants
 from harness.run import cluster
-from harness.worker import Events, WorkerConfig, optimizer_to_dict
+from harness.run.worker import Events, WorkerConfig, optimizer_to_dict
 from variants.base import SGD, Adam
 
 from .conftest import BATCH, EPOCHS
@@ -368,7 +368,7 @@ def test_keras_mirrored_over_two_logical_devices(optimizer, digits_task, task_fi
     config = worker_config(task_file, "keras_mirrored", optimizer)
     config = WorkerConfig(**{**config.__dict__, "workers": 2})
     out = subprocess.run(
-        [sys.executable, "-m", "harness.worker", config.to_json()],
+        [sys.executable, "-m", "harness.run.worker", config.to_json()],
         capture_output=True,
         text=True,
         env=ENV,

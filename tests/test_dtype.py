@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import metrics
-from harness.cli import build_parser, make_config
+from harness.cli.main import build_parser, make_config
 from harness.datasets import load_digits
-from harness.roofline import calibrate
+from harness.measure.roofline import calibrate
+from harness.results import scores
 from harness.run import memory
-from harness.runner import SuiteError, check_resumable
+from harness.run.suite import SuiteError, check_resumable
+from harness.run.worker import ProtocolError, _check_weights
 from harness.task import Task, make_task
-from harness.worker import ProtocolError, _check_weights
 from variants.base import Adam, ModelSpec
 from variants.numpy_scratch import NumpyScratch
 
@@ -61,12 +61,12 @@ def test_a_float64_run_refuses_weights_in_another_dtype():
 def test_the_manifest_records_a_dtype_other_than_float32_and_the_tolerance(tmp_path):
     f32, f64 = config(tmp_path).to_manifest(), config(tmp_path, "--dtype", "float64").to_manifest()
     assert "dtype" not in f32  # so that folders from before the option still resume
-    assert f32["parity_tolerance"] == metrics.PARITY_TOLERANCE
+    assert f32["parity_tolerance"] == scores.PARITY_TOLERANCE
     assert f64["dtype"] == "float64"
-    assert f64["parity_tolerance"] == metrics.PARITY_TOLERANCE_FLOAT64 <= 1e-9
-    assert metrics.recorded_tolerance(f64) == metrics.PARITY_TOLERANCE_FLOAT64
+    assert f64["parity_tolerance"] == scores.PARITY_TOLERANCE_FLOAT64 <= 1e-9
+    assert scores.recorded_tolerance(f64) == scores.PARITY_TOLERANCE_FLOAT64
     older = {k: v for k, v in f32.items() if k != "parity_tolerance"}  # before it was recorded
-    assert metrics.recorded_tolerance(older) == metrics.PARITY_TOLERANCE
+    assert scores.recorded_tolerance(older) == scores.PARITY_TOLERANCE
 
 
 def test_resume_keeps_the_dtype_and_accepts_folders_from_before_it(tmp_path):
@@ -99,7 +99,7 @@ def test_run_and_sweep_record_float64_end_to_end(tmp_path):
     assert done.returncode == 0, done.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["dtype"] == "float64"
-    assert manifest["config"]["parity_tolerance"] == metrics.PARITY_TOLERANCE_FLOAT64
+    assert manifest["config"]["parity_tolerance"] == scores.PARITY_TOLERANCE_FLOAT64
     # steps.csv keeps float64 losses whole (float32's 9 digits would be ~1e-9 off)
     steps = pd.read_csv(out / "steps.csv")
     stored = steps[(steps["variant"] == "numpy_scratch") & (steps["seed"] == 0)]["loss"]

@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import cli, storage
+from harness.cli import main as cli
 from harness.datasets import load_digits
+from harness.results import storage
 from harness.task import make_task
 
 from .test_cli import ENV, MLPBENCH, ROOT, SMALL, assert_one_line_error, mlpbench

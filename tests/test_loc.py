@@ -6,7 +6,7 @@ import textwrap
 from pathlib import Path
 
 import variants
-from harness import loc
+from harness.measure import loc
 
 SAMPLE = textwrap.dedent(
     '''\

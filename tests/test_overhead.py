@@ -1,4 +1,4 @@
-"""The harness-overhead tool (harness/overhead.py) runs and returns a sane ratio. The 2 %
+"""The harness-overhead tool (harness/measure/overhead.py) runs and returns a sane ratio. The 2 %
 target is a benchmark, not a unit test: nothing here asserts speed."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from harness.datasets import load_digits
-from harness.overhead import measure
+from harness.measure.overhead import measure
 from harness.task import make_task
 
 from .conftest import BATCH
@@ -24,7 +24,7 @@ def test_overhead_of_numpy_scratch():
     # Counting errors are caught exactly, by the sample count and the ratio arithmetic.
     assert 0.2 < result["ratio_median"] < 5
     assert result["timed_samples_per_block"] == 2 * len(task.x_train)
-    assert result["harness_driver"] == "harness.worker:train"
+    assert result["harness_driver"] == "harness.run.worker:train"
     pairs = zip(
         result["ratios"],
         result["harness_samples_per_second"],
@@ -36,7 +36,7 @@ def test_overhead_of_numpy_scratch():
 
 
 def test_module_prints_json():
-    cmd = [sys.executable, "-m", "harness.overhead", "--variant", "numpy_scratch"]
+    cmd = [sys.executable, "-m", "harness.measure.overhead", "--variant", "numpy_scratch"]
     cmd += ["--hidden", "16", "--epochs", "2", "--rounds", "1"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
     result = json.loads(done.stdout)["numpy_scratch"]
@@ -46,7 +46,7 @@ def test_module_prints_json():
 def test_overhead_of_every_variant_lands_in_results(tmp_path):
     """`--overhead all`: one measurement per single-process variant, after the runs, in the
     manifest and in summary.csv, on the timeline and overlapping no timed window."""
-    from harness import storage
+    from harness.results import storage
 
     from .test_cli import SMALL, mlpbench
 
@@ -62,5 +62,5 @@ def test_overhead_of_every_variant_lands_in_results(tmp_path):
         row = results.summary.set_index("variant").loc[name]
         assert row["harness_overhead"] == pytest.approx(measured["ratio_median"], rel=1e-8)
     activities = [a["activity"] for a in results.manifest["timeline"]]
-    assert activities.count("harness.overhead") == 2  # --no-calibrate: no reference one
+    assert activities.count("harness.measure.overhead") == 2  # --no-calibrate: no reference one
     assert results.manifest["isolation"]["overlaps"] == []

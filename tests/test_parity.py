@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import variants
-from harness import metrics
 from harness.datasets import load_digits
+from harness.results import scores
 from harness.run import cluster
 from harness.task import make_task
 from variants.base import SGD, Adam, Momentum
@@ -91,7 +91,7 @@ def test_float64_parity_holds_at_every_step(name, optimizer_name, float64_task, 
     ref_losses, ref_weights, _ = float64_references[optimizer_name]
     losses, weights, logits = train(name, float64_task, FLOAT64_OPTIMIZERS[optimizer_name])
 
-    tolerance = metrics.parity_tolerance("float64")
+    tolerance = scores.parity_tolerance("float64")
     assert losses.shape == ref_losses.shape == (FLOAT64_EPOCHS * 11,)
     gap = np.abs(losses - ref_losses)
     assert gap.max() <= tolerance, f"step {gap.argmax()}: |dloss| = {gap.max():.2e}"

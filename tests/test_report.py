@@ -16,10 +16,10 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
-from harness import storage
-from harness.report.cli import build_report
+from harness.cli.report import build_report
 from harness.report.figures import FIGURES
-from harness.storage import ResultsError
+from harness.results import storage
+from harness.results.storage import ResultsError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 SMALL_A, SMALL_B = FIXTURES / "small_a", FIXTURES / "small_b"
@@ -302,8 +302,8 @@ def test_parity_is_judged_by_the_tolerance_and_reference_the_manifest_stores(tmp
     """An old folder is judged by what it was run with, not by today's constants: the same
     differences pass at 1e-5 (float32's) and fail at 1e-9 (a float64 folder's)."""
     from harness.report.data import combine
-    from harness.report.reader import read_results
     from harness.report.verdict import verdict
+    from harness.results.reader import read_results
 
     def parity_text(folder: Path) -> str:
         findings = verdict(combine([read_results(folder)]))
@@ -322,8 +322,8 @@ def test_parity_is_judged_by_the_tolerance_and_reference_the_manifest_stores(tmp
 def test_the_verdict_names_a_variant_whose_harness_overhead_is_below_two_percent(tmp_path):
     """--overhead all: a ratio under 0.98 is named, all at or above it are said to be."""
     from harness.report.data import combine
-    from harness.report.reader import read_results
     from harness.report.verdict import verdict
+    from harness.results.reader import read_results
 
     def harness_text(ratios: dict[str, float]) -> str:
         folder = tmp_path / str(len(list(tmp_path.iterdir())))

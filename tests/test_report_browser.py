@@ -13,7 +13,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from harness.report.cli import build_report
+from harness.cli.report import build_report
 from harness.report.figures import DPI, WIDTH
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"

@@ -1,4 +1,4 @@
-"""FLOP counting, calibration and the roofline fraction (harness/roofline.py); nothing here
+"""FLOP counting, calibration and the roofline fraction (harness/measure/roofline.py); nothing here
 depends on how fast the machine is."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from harness.roofline import (
+from harness.measure.roofline import (
     BACKENDS,
     CHAINS_PER_CALL,
     calibrate,
@@ -79,7 +79,7 @@ def test_calibrate_numpy_only_needs_no_tensorflow():
 
 
 def test_module_prints_the_calibration_as_json():
-    cmd = [sys.executable, "-m", "harness.roofline", "--input-size", "8", "--hidden", "6,4"]
+    cmd = [sys.executable, "-m", "harness.measure.roofline", "--input-size", "8", "--hidden", "6,4"]
     cmd += ["--batch-size", "4", "--min-seconds", "0.05", "--repeats", "3", "--backends", "numpy"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
     result = json.loads(done.stdout)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import storage
+from harness.results import storage
 
 from .test_cli import ENV, MLPBENCH, ROOT, SMALL, assert_one_line_error, mlpbench
 

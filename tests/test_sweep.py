@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import storage
-from harness.report.cli import build_report
+from harness.cli.report import build_report
 from harness.report.data import sweep_data
-from harness.report.reader import read_sweep
+from harness.results import storage
+from harness.results.reader import read_sweep
 from tests.test_cli import assert_one_line_error, mlpbench
 from tests.test_report import PNG_SIGNATURE, assert_png
 

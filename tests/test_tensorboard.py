@@ -14,7 +14,7 @@ pytest.importorskip("tensorboard", reason="tensorboard is not installed (extra '
 from tensorboard.backend.event_processing import event_accumulator as ea  # noqa: E402
 from tensorboard.util import tensor_util  # noqa: E402
 
-from harness.tensorboard import EPOCH_TAGS, STEP_TAG, export, run_dir  # noqa: E402
+from harness.report.tensorboard import EPOCH_TAGS, STEP_TAG, export, run_dir  # noqa: E402
 
 RESULTS = Path(__file__).parent / "fixtures" / "results" / "small_a"
 

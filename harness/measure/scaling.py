@@ -177,7 +177,7 @@ def measure_rank(args: argparse.Namespace, events: Any) -> dict[str, Any]:
 
 
 def rank_main(argv: list[str]) -> int:
-    from harness.worker import Events
+    from harness.run.worker import Events
 
     parser = argparse.ArgumentParser(prog="python -m harness.measure.scaling rank")
     parser.add_argument("--event-fd", type=int, required=True)

@@ -39,8 +39,8 @@ from rich.markup import escape
 from rich.table import Table
 from scipy import stats as sps
 
-from harness import stats
-from harness.report.cli import probability
+from harness.cli.report import probability
+from harness.measure import stats
 
 THRESHOLD = 0.15
 ALPHA = 0.01

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness import metrics, stats
-from harness.report import reader
-from harness.report.reader import ResultSet
-from harness.sweep import SweepFolder
+from harness.measure import stats
+from harness.results import reader, scores
+from harness.results.reader import ResultSet
+from harness.run.sweep import SweepFolder
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class ReportData:
     @property
     def parity_tolerance(self) -> float:
         """The loosest tolerance the sets' parity was judged by (their manifests')."""
-        return max((s.parity_tolerance for s in self.sets), default=metrics.PARITY_TOLERANCE)
+        return max((s.parity_tolerance for s in self.sets), default=scores.PARITY_TOLERANCE)
 
     def target_accuracy(self) -> float | None:
         targets = {s.config.get("target_accuracy") for s in self.sets} - {None}
@@ -308,7 +308,7 @@ def roofline_samples_per_second(manifest: dict[str, object]) -> float:
     peak, flops = calibration.get("peak_gflops"), calibration.get("flops_per_sample")
     if not (peak and flops):
         return math.nan
-    # The samples/s at which harness.roofline.roofline_fraction would be exactly 1.
+    # The samples/s at which harness.measure.roofline.roofline_fraction would be exactly 1.
     return float(peak) * 1e9 / float(flops)
 
 

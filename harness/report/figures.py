@@ -27,7 +27,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 from PIL import Image  # noqa: E402  (Pillow comes with matplotlib)
 
-from harness import stats  # noqa: E402
+from harness.measure import stats  # noqa: E402
 from harness.report.data import (  # noqa: E402
     ReportData,
     SweepData,
@@ -37,7 +37,7 @@ from harness.report.data import (  # noqa: E402
     startup_breakdown,
     throughput_by_label,
 )
-from harness.report.reader import REFERENCE_BEFORE_STORED  # noqa: E402
+from harness.results.reader import REFERENCE_BEFORE_STORED  # noqa: E402
 
 DPI = 90
 WIDTH = 11.8  # inches: at DPI, the width of the page's column (1062 px)

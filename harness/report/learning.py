@@ -1,6 +1,6 @@
 """The report of as-written suites (`mlpbench run --mode as-written`): how the levels learn as
 people write them, in sentences (the verdict) and tables (a page section), from the statistics
-each folder stores in its manifest (`learning`, harness/learning.py).
+each folder stores in its manifest (`learning`, harness/measure/learning.py).
 
 A claim supported in the as-written folder is traced to its cause by the folders of the same
 suite run with `--ablate X`, reported together with it: the ablation under which the claim no
@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from harness import learning, stats
-from harness.report.reader import ResultSet
+from harness.measure import learning, stats
+from harness.results.reader import ResultSet
 
 ABLATED = {
     "initializer": "the harness' initial weights",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from harness import stats
+from harness.measure import stats
 from harness.report.data import (
     ReportData,
     SweepData,

@@ -1,6 +1,6 @@
 """Runs one (variant, seed) as a cluster of N worker processes on this machine's loopback.
 
-Every rank runs the same worker code (harness/worker.py) with its own TF_CONFIG; the variant's
+Every rank runs the same worker code (harness/run/worker.py) with its own TF_CONFIG; the variant's
 strategy reads TF_CONFIG and connects the ranks. A supervisor process stands between the runner
 and the ranks, so that to the runner a distributed run is one process with one event stream:
 
@@ -9,7 +9,7 @@ and the ranks, so that to the runner a distributed run is one process with one e
 
 Ranks start cold (each a fresh interpreter: `python -m harness.run.cluster rank`, paying
 TensorFlow's import itself) or forked (`--fork`): the supervisor, itself forked from the runner's
-warm server (harness/launch.py) or having imported the frameworks once (harness/preload.py),
+warm server (harness/run/launch.py) or having imported the frameworks once (harness/run/preload.py),
 forks every rank from its own memory. Importing creates none of TensorFlow's runtime (no context,
 device, thread pool or server): that starts in each rank, so a forked rank is a fresh
 TensorFlow process that skipped the import, whose time it adds back like any warm run.
@@ -56,12 +56,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.measure import noise
-from harness.worker import Events, WorkerConfig
+from harness.run.worker import Events, WorkerConfig
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-    from harness.launch import Launcher, WarmProcess
+    from harness.run.launch import Launcher, WarmProcess
 
 PORT_ATTEMPTS = 3  # a port taken between choice and bind is rare: three draws are plenty
 STARTUP_SECONDS = 90.0  # TensorFlow's import in every rank at once, on a busy machine
@@ -147,7 +147,7 @@ def layout(variant_path: str) -> str:
 
 
 class ClusterLauncher:
-    """Starts the supervisor of one distributed run, behind `harness.launch.Launcher.start`'s
+    """Starts the supervisor of one distributed run, behind `harness.run.launch.Launcher.start`'s
     signature; the runner treats it as one worker process (its own process group).
 
     Warm (the runner's `launcher` has its fork server on): the supervisor is forked from that
@@ -191,7 +191,7 @@ class ClusterLauncher:
 
 def _warm_supervise(job: tuple[list[str], WorkerConfig], events: Connection, log: str) -> None:
     """The supervisor, in a child of the runner's warm server: it forks its ranks."""
-    from harness.launch import become_run
+    from harness.run.launch import become_run
 
     argv, config = job
     config = replace(config, event_fd=become_run(events, log))
@@ -303,7 +303,7 @@ class Supervisor:
         self.rank_command = rank_command or self.worker_rank
         # A forked rank (`fork`) runs `rank_main(event_fd)` and exits with its status; by default
         # the worker. This process must have imported what the ranks need and have started none
-        # of TensorFlow's runtime (harness/preload.py), nor any thread.
+        # of TensorFlow's runtime (harness/run/preload.py), nor any thread.
         self.fork = fork
         self.rank_main = rank_main or self.worker_main
         self.private_fds = private_fds  # the supervisor's own: a forked rank closes them
@@ -419,7 +419,7 @@ class Supervisor:
 
     def worker_main(self, event_fd: int) -> int:
         """A forked rank: the plain worker."""
-        from harness import worker
+        from harness.run import worker
 
         return worker.main([replace(self.config, event_fd=event_fd).to_json()])
 
@@ -609,7 +609,7 @@ def supervise(argv: list[str]) -> int:
     config = WorkerConfig.from_json(args.config)
     _stop_on_signals()
     if args.fork:
-        import harness.preload  # noqa: F401  (imports only: no runtime, no thread of TensorFlow's)
+        import harness.run.preload  # noqa: F401  (imports only: no runtime, no thread of TensorFlow's)
     supervisor = Supervisor(
         config,
         args.workers,
@@ -627,7 +627,7 @@ def supervise(argv: list[str]) -> int:
 
 def rank(argv: list[str]) -> int:
     """One rank: the plain worker, which dumps its stacks on SIGUSR1 for the watchdog."""
-    from harness import worker
+    from harness.run import worker
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     return worker.main(argv)

@@ -25,7 +25,7 @@ from typing import Any
 
 from harness.measure import scaling
 from harness.run.cluster import Supervisor
-from harness.worker import Events
+from harness.run.worker import Events
 
 SCHEMA_VERSION = 1
 STARTUP_SECONDS = 120.0  # N TensorFlow imports at once on a small machine
@@ -36,7 +36,7 @@ def measure_cluster(
     workers: int, batch: int, logs: Path, argv: list[str], fork: bool = True
 ) -> dict[str, Any]:
     """One cluster of `workers` ranks at global batch `batch`: the chief's result. Forked ranks
-    need the frameworks imported here first (harness/preload.py)."""
+    need the frameworks imported here first (harness/run/preload.py)."""
     sink = io.StringIO()
 
     def rank_args(event_fd: int) -> list[str]:
@@ -68,7 +68,7 @@ def run(
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     if fork:
-        import harness.preload  # noqa: F401  (imports only: the ranks start TensorFlow's runtime)
+        import harness.run.preload  # noqa: F401  (imports only: the ranks start TensorFlow's runtime)
     steps, allreduce = [], []
     for n in workers:
         for batch in batches:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.roofline import calibrate
+from harness.measure.roofline import calibrate
 from variants.base import ModelSpec
 
 
@@ -33,7 +33,7 @@ class BenchConfig:
     max_rounds: int
     warmup_rounds: int
     calibration_seconds: float
-    # The harness-overhead report (harness.overhead) on digits: variants, widths, epochs per
+    # The harness-overhead report (harness.measure.overhead) on digits: variants, widths, epochs per
     # block (the first untimed) and ABBA rounds.
     overhead_variants: tuple[str, ...]
     overhead_hidden: tuple[int, ...]

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 import variants
-from harness.roofline import flops_per_sample, gemm_step, thread_settings
+from harness.measure.roofline import flops_per_sample, gemm_step, thread_settings
 from harness.run import cluster
 from harness.task import glorot_uniform
 from variants.base import SGD, Adam, ModelSpec

@@ -3,7 +3,7 @@
 The runner collects what it can without importing TensorFlow (versions from package metadata,
 CPU, threads, git); what only a running TensorFlow knows (build flags, GPUs, thread pools) is
 collected by `tensorflow_runtime()` inside a worker that imports TensorFlow anyway, so the
-fingerprint costs no extra TensorFlow start-up. `python -m harness.environment` prints the
+fingerprint costs no extra TensorFlow start-up. `python -m harness.measure.environment` prints the
 latter as JSON; the runner uses it to check `--device gpu` before a suite starts.
 """
 
@@ -60,7 +60,7 @@ def _git(root: Path, *args: str) -> str | None:
 
 def fingerprint(argv: list[str]) -> dict[str, Any]:
     """Everything about this machine and checkout that can change a measurement."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     status = _git(root, "status", "--porcelain")
     affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     return {

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness.runner import RunRecord
+from harness.run.suite import RunRecord
 
 STATUS_STYLE = {"ok": "green", "diverged": "yellow", "timeout": "red", "failed": "red"}
 

@@ -19,14 +19,14 @@ EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
 
 def build_report(result_dirs: Sequence[Path], out: Path, *, command: str | None = None) -> Path:
     """Build `out/index.html` and one PNG per figure from the given result folders and
-    return the page's path. A sweep folder (harness/sweep.py) is reported on its own: its
+    return the page's path. A sweep folder (harness/run/sweep.py) is reported on its own: its
     sweep section, then the report of its largest batch size. Raises `ResultsError` for
     unusable input."""
-    from harness import sweep
     from harness.report import figures, html, learning
     from harness.report.data import combine, sweep_data
-    from harness.report.reader import ResultsError, read_results, read_sweep
     from harness.report.verdict import at_batch, sweep_verdict, verdict
+    from harness.results.reader import ResultsError, read_results, read_sweep
+    from harness.run import sweep
 
     if not result_dirs:
         raise ResultsError("no results directory given")
@@ -81,7 +81,7 @@ def _scaling_section(folder: Path, out: Path) -> str | None:
     try:
         data = scaling.load(folder)
     except scaling.ScalingReportError as exc:
-        from harness.report.reader import ResultsError
+        from harness.results.reader import ResultsError
 
         raise ResultsError(str(exc)) from None
     png = out / "scaling.png"
@@ -164,9 +164,9 @@ def _error(message: str) -> int:
 
 def _results_error(exc: Exception, *paths: Path) -> int:
     """A sweep folder where one results folder is expected: name one of its folders."""
-    from harness import sweep
-    from harness.report.reader import sweep_folder
-    from harness.storage import ResultsError
+    from harness.results.reader import sweep_folder
+    from harness.results.storage import ResultsError
+    from harness.run import sweep
 
     for path in paths:
         if sweep.is_sweep(path):
@@ -186,7 +186,7 @@ def _invoked(args: argparse.Namespace) -> str:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from harness.storage import ResultsError
+    from harness.results.storage import ResultsError
 
     out = args.out or Path("reports") / args.results[0].name
     try:
@@ -209,8 +209,8 @@ def probability(text: str) -> float:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from harness import compare
-    from harness.storage import ResultsError
+    from harness.report import compare
+    from harness.results.storage import ResultsError
 
     try:
         result = compare.compare_dirs(args.a, args.b, threshold=args.threshold, alpha=args.alpha)
@@ -225,8 +225,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _export_tensorboard(args: argparse.Namespace) -> int:
-    from harness import tensorboard
-    from harness.storage import ResultsError
+    from harness.report import tensorboard
+    from harness.results.storage import ResultsError
 
     try:
         runs = tensorboard.export(args.results, args.dir)

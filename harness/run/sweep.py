@@ -16,11 +16,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import storage
-from harness.storage import ResultsError
+from harness.results import storage
+from harness.results.storage import ResultsError
 
 if TYPE_CHECKING:  # the runner imports pandas; reading a sweep folder needs none of it
-    from harness.runner import RunConfig
+    from harness.run.suite import RunConfig
 
 SWEEP = "sweep.json"
 SCHEMA_VERSION = 1
@@ -101,7 +101,7 @@ def check(plan: SweepPlan) -> None:
     """What the CLI's generic --out checks cannot know: --force replaces only a sweep folder,
     and --resume continues only the same sweep (same batch sizes, every started point
     resumable with these settings). Raises SweepError; writes nothing."""
-    from harness.runner import SuiteError, check_resumable
+    from harness.run.suite import SuiteError, check_resumable
 
     out = plan.out
     if plan.force and out.is_dir() and any(out.iterdir()) and not is_sweep(out):
@@ -177,6 +177,6 @@ def _write(out: Path, manifest: dict[str, Any]) -> None:
 
 
 def _now() -> str:
-    from harness.runner import utc_now  # the runner's clock format, as in every manifest
+    from harness.run.suite import utc_now  # the runner's clock format, as in every manifest
 
     return utc_now()

@@ -6,7 +6,8 @@ larger of the two measured GEMM throughputs. The calibration times exactly the m
 of one training step and nothing else, so a fraction of 1.0 means the variant ran as if its
 step were only GEMMs at the speed this machine does them.
 
-    python -m harness.roofline --input-size 784 --hidden 512,256 --batch-size 128 [--dtype float64]
+    python -m harness.measure.roofline --input-size 784 --hidden 512,256 --batch-size 128 \
+        [--dtype float64]
 
 prints the calibration as JSON on stdout (the runner runs it once per suite in a subprocess).
 The products are in the spec's dtype, as the suite's variants train (float32 by default), and
@@ -318,7 +319,7 @@ def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.roofline",
+        prog="python -m harness.measure.roofline",
         description="Measure GEMM throughput at the task's layer sizes; print JSON on stdout.",
     )
     parser.add_argument("--input-size", type=int, required=True)

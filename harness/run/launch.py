@@ -1,9 +1,9 @@
 """Starts the worker process of one run, cold or warm.
 
-cold: a fresh interpreter, `python -m harness.worker`: the run pays Python's and its
+cold: a fresh interpreter, `python -m harness.run.worker`: the run pays Python's and its
   framework's start-up itself.
 warm: a fork of a server process that has imported TensorFlow and Keras and done nothing else
-  (harness/preload.py). The child is still a fresh process with empty TensorFlow state, its
+  (harness/run/preload.py). The child is still a fresh process with empty TensorFlow state, its
   own memory and its own process group; only the ~5 s import is paid once per suite instead
   of once per run. Its measured time is added back to each run's import and first-step
   seconds. Variants whose source imports neither framework (the NumPy reference) always start
@@ -29,7 +29,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from harness.worker import WorkerConfig
+from harness.run.worker import WorkerConfig
 
 FRAMEWORKS = frozenset({"tensorflow", "keras"})
 
@@ -79,7 +79,7 @@ def become_run(events: Connection, log: str) -> int:
 
 def _warm_main(config: WorkerConfig, events: Connection, log: str) -> None:
     """The forked child: become a process group of its own, write to the run's log, run."""
-    from harness import worker
+    from harness.run import worker
 
     config = replace(config, event_fd=become_run(events, log))
     sys.exit(worker.main([config.to_json()]))
@@ -134,7 +134,7 @@ class Launcher:
         imports TensorFlow), and waited for, so that no run's timing includes its start-up."""
         if self._ctx is None:
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["harness.preload"])
+            ctx.set_forkserver_preload(["harness.run.preload"])
             with _environment(self.env, self.server_log):
                 probe = ctx.Process(target=_ready)
                 probe.start()
@@ -148,7 +148,7 @@ class Launcher:
         """Start the run's worker; it reports on `write_fd` (which the caller then closes)."""
         if self.warm and warm:
             return self.fork(_warm_main, config, write_fd, log)
-        cmd = [sys.executable, "-X", "faulthandler", "-m", "harness.worker"]
+        cmd = [sys.executable, "-X", "faulthandler", "-m", "harness.run.worker"]
         with open(log, "ab") as log_file:
             return subprocess.Popen(
                 [*cmd, replace(config, event_fd=write_fd).to_json()],

@@ -1,7 +1,7 @@
 """Runs ONE (variant, seed) in a process of its own and streams what happens as JSON lines.
 
-    python -m harness.worker '<WorkerConfig as JSON>'
-    python -m harness.worker --check package.module:Class [...]
+    python -m harness.run.worker '<WorkerConfig as JSON>'
+    python -m harness.run.worker --check package.module:Class [...]
 
 A fresh process per run means TensorFlow's global state, graph mode, thread pools and memory
 never carry over from one variant to the next. TensorFlow is imported only if the variant's
@@ -34,8 +34,8 @@ from typing import Any, TextIO
 import numpy as np
 
 import variants
-from harness import metrics
 from harness.measure import noise
+from harness.results import scores
 from harness.task import Task
 from variants.base import SGD, Adam, AsWritten, Momentum, Optimizer
 
@@ -275,9 +275,9 @@ def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any
                 epoch=epoch,
                 losses=losses.tolist(),
                 seconds=seconds,
-                train_loss=metrics.epoch_train_loss(losses, n, bs),
-                test_loss=metrics.cross_entropy(logits, task.y_test),
-                test_accuracy=metrics.accuracy(logits, task.y_test),
+                train_loss=scores.epoch_train_loss(losses, n, bs),
+                test_loss=scores.cross_entropy(logits, task.y_test),
+                test_accuracy=scores.accuracy(logits, task.y_test),
                 **extra,
             )
             step += losses.size
@@ -353,7 +353,7 @@ def _tensorflow_facts() -> dict[str, Any] | None:
     first-step time; None if this variant did not use TensorFlow."""
     if "tensorflow" not in sys.modules:
         return None
-    from harness.environment import tensorflow_runtime
+    from harness.measure.environment import tensorflow_runtime
 
     try:
         return tensorflow_runtime()
@@ -367,9 +367,9 @@ def _exception_line(exc: BaseException) -> str:
 
 
 def _preloaded_seconds() -> float:
-    """The import time a warm-start server paid before forking this process (harness/launch.py);
+    """The import time a warm-start server paid before forking this process (harness/run/launch.py);
     0 in a cold worker."""
-    return getattr(sys.modules.get("harness.preload"), "IMPORT_SECONDS", 0.0)
+    return getattr(sys.modules.get("harness.run.preload"), "IMPORT_SECONDS", 0.0)
 
 
 def _process_start() -> float:

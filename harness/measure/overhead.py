@@ -1,7 +1,7 @@
 """The harness' overhead: a variant's throughput as the harness measures it, against the same
 variant's training loop timed bare, in the same process.
 
-harness  the worker's own training function (`harness.worker.train`): build, then epoch by
+harness  the worker's own training function (`harness.run.worker.train`): build, then epoch by
          epoch with the data reordered and the evaluation outside its timed window; the
          throughput is the runner's `steady_throughput` of the epoch seconds it reports.
 bare     the same class built the same way, the epochs' data ordered in advance, and
@@ -14,7 +14,7 @@ adjacent blocks gives one ratio harness/bare. The report is the median ratio wit
 over the pairs, and every sample. 1.0 means the harness reports exactly the bare speed; the
 target is within 2 %.
 
-    python -m harness.overhead --variant numpy_scratch --variant tf2_function
+    python -m harness.measure.overhead --variant numpy_scratch --variant tf2_function
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import variants
-from harness import metrics, worker
-from harness.stats import spread
+from harness.measure.stats import spread
+from harness.results import scores
+from harness.run import worker
 from harness.task import Task, make_task
 from variants.base import Adam, Optimizer
 
@@ -71,7 +72,7 @@ def harness_throughput(
     worker.train(config, worker.Events(stream), started=time.time())
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
     seconds = [e["seconds"] for e in events if e["event"] == "epoch"]
-    return metrics.steady_throughput(len(task.x_train), seconds)
+    return scores.steady_throughput(len(task.x_train), seconds)
 
 
 def measure(
@@ -122,13 +123,13 @@ def measure(
         "batch_size": batch_size,
         "layer_sizes": list(task.spec.layer_sizes),
         "optimizer": repr(optimizer),
-        "harness_driver": "harness.worker:train",
+        "harness_driver": "harness.run.worker:train",
     }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.overhead",
+        prog="python -m harness.measure.overhead",
         description="Harness vs bare-loop throughput of a variant; prints JSON on stdout.",
     )
     parser.add_argument(

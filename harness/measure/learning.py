@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness import stats
+from harness.measure import stats
 
 MIN_SEEDS = 10  # below this, the tests can hardly see a difference: said so, not hidden
 METRICS = {

@@ -30,14 +30,14 @@ import numpy as np
 import pandas as pd
 
 import variants
-from harness import environment, learning, metrics, roofline, storage
 from harness.datasets import Dataset
-from harness.launch import Launcher, uses_framework
-from harness.loc import SourceInfo
-from harness.measure import noise, timeline
+from harness.measure import environment, learning, noise, roofline, timeline
+from harness.measure.loc import SourceInfo
+from harness.results import scores, storage
 from harness.run import cluster
+from harness.run.launch import Launcher, uses_framework
+from harness.run.worker import WorkerConfig, optimizer_to_dict
 from harness.task import Task, in_dtype, make_task
-from harness.worker import WorkerConfig, optimizer_to_dict
 from variants.base import ModelSpec, Optimizer
 
 # A resumed suite keeps these runs: both are finished measurements (a divergence is the
@@ -93,12 +93,12 @@ class RunConfig:
     noisy_threshold: float = noise.NOISY_CORES  # foreign CPU, in cores, that makes a run noisy
     overhead: str = "reference"  # whose harness/bare ratio is measured: "reference" or "all"
     dtype: str = "float32"  # of the data, the weights and the training (variants/base.py DTYPES)
-    mode: str = "controlled"  # or "as-written": each level its own way (harness.worker.MODES)
+    mode: str = "controlled"  # or "as-written": each level its own way (harness.run.worker.MODES)
     ablate: str | None = None  # as-written: what is handed back to the harness (ABLATIONS)
 
     @property
     def parity_tolerance(self) -> float:
-        return metrics.parity_tolerance(self.dtype)
+        return scores.parity_tolerance(self.dtype)
 
     def path_of(self, variant: str) -> str:
         return dict(self.variant_paths)[variant]
@@ -545,7 +545,7 @@ class Suite:
 
     def _add_band_runs(self, todo: deque[RunRecord]) -> bool:
         """A run that parted from the reference is judged against the band the reference's
-        seeds span (metrics.seed_band_gap), which needs BAND_SEEDS of them. With fewer asked
+        seeds span (scores.seed_band_gap), which needs BAND_SEEDS of them. With fewer asked
         for, the reference alone runs the next unused seeds, only when a run needs the band."""
         summary = self.summary()
         parted = summary["parity_pass"].eq(False).any()
@@ -753,9 +753,9 @@ class Suite:
         """Measurements of the machine and of the harness, once per suite and after every run so
         that they disturb none; a failure only leaves their columns empty.
 
-        calibration: the GEMM roofline at the task's layer sizes (harness/roofline.py).
+        calibration: the GEMM roofline at the task's layer sizes (harness/measure/roofline.py).
         overhead: the reference's throughput through the worker against its bare loop
-        (harness/overhead.py); 1.0 means the harness costs nothing measurable.
+        (harness/measure/overhead.py); 1.0 means the harness costs nothing measurable.
         overhead_by_variant: the same for every variant (--overhead all, asked for explicitly:
         measured even with --no-calibrate).
         """
@@ -773,7 +773,7 @@ class Suite:
             argv = ["--input-size", str(spec["input_size"]), *sizes, "--dtype", self.config.dtype]
             argv += ["--min-seconds", str(CALIBRATION_SECONDS)]
             parts = [
-                self._measure("harness.roofline", [*argv, "--backends", backend])
+                self._measure("harness.measure.roofline", [*argv, "--backends", backend])
                 for backend in roofline.BACKENDS
             ]
             failed = [p for p in parts if "error" in p]
@@ -784,7 +784,7 @@ class Suite:
             # per-epoch work weighs most, and seconds instead of minutes on 60,000 images
             argv = ["--variant", variants.REFERENCE, "--dataset", "digits", *sizes]
             argv += ["--rounds", str(OVERHEAD_ROUNDS), "--epochs", "6"]
-            result = self._measure("harness.overhead", argv)
+            result = self._measure("harness.measure.overhead", argv)
             self.manifest["overhead"] = overhead = result.get(variants.REFERENCE, result)
             if overhead.get("ratio_median"):
                 q = overhead["ratio_spread"]
@@ -806,7 +806,7 @@ class Suite:
             self.listener.note(f"measuring the harness' overhead on {name}")
             argv = ["--variant", name if name in variants.REGISTRY else path, *data, *sizes]
             argv += ["--rounds", str(OVERHEAD_ROUNDS_EACH), "--epochs", "3"]
-            result = self._measure("harness.overhead", argv)
+            result = self._measure("harness.measure.overhead", argv)
             done[name] = next(iter(result.values())) if "error" not in result else result
             if done[name].get("ratio_median"):
                 self.listener.note(f"harness/bare of {name}: {done[name]['ratio_median']:.3f}")
@@ -858,18 +858,18 @@ class Suite:
             if r.status == "ok" and epochs:
                 acc = [e["test_accuracy"] for e in epochs]
                 sec = [e["seconds"] for e in epochs]
-                to_target = metrics.time_to_target(acc, sec, self.config.target_accuracy)
+                to_target = scores.time_to_target(acc, sec, self.config.target_accuracy)
                 row.update(
                     test_accuracy=acc[-1],
                     test_loss=epochs[-1]["test_loss"],
-                    samples_per_second=metrics.steady_throughput(n, sec),
+                    samples_per_second=scores.steady_throughput(n, sec),
                     epochs_to_target=to_target[0],
                     seconds_to_target=to_target[1],
                 )
                 foreign = [e.get("foreign_cpu_seconds") for e in epochs]
                 load = noise.assess(
-                    [None if pd.isna(f) else f for f in metrics.steady(foreign)],
-                    metrics.steady(sec),
+                    [None if pd.isna(f) else f for f in scores.steady(foreign)],
+                    scores.steady(sec),
                     threshold=self.config.noisy_threshold,
                 )
                 if load is not None:
@@ -878,15 +878,15 @@ class Suite:
                     )
             if self.config.parity and r.seed in reference and r.status == "ok":
                 losses, tol = self._losses(r.key), self.config.parity_tolerance
-                gap = metrics.max_abs_diff(losses, reference[r.seed])
+                gap = scores.max_abs_diff(losses, reference[r.seed])
                 if gap is not None:
-                    band_gap = metrics.seed_band_gap(
+                    band_gap = scores.seed_band_gap(
                         self._curve(r.key), curves[r.seed], list(curves.values())
                     )
                     row.update(
                         parity_max_abs_diff=gap,
                         parity_pass=gap < tol,
-                        parity_steps_within=metrics.steps_within(losses, reference[r.seed], tol),
+                        parity_steps_within=scores.steps_within(losses, reference[r.seed], tol),
                         seed_band_gap=band_gap,
                         # exact, or no further from the reference than another seed would be
                         learning_pass=gap < tol or (band_gap is not None and band_gap <= 1.0),

@@ -27,13 +27,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import variants
-from harness import datasets, loc, metrics, storage
-from harness.worker import ABLATIONS, MODES, OPTIMIZERS
+from harness import datasets
+from harness.measure import loc
+from harness.results import scores, storage
+from harness.run.worker import ABLATIONS, MODES, OPTIMIZERS
 from variants.base import DTYPES
 
 if TYPE_CHECKING:  # the runner imports pandas: only `run` needs it, so it is imported there
     from harness.datasets import Dataset
-    from harness.runner import RunConfig, Suite
+    from harness.run.suite import RunConfig, Suite
 
 PROG = "mlpbench"
 # Defaults sized per dataset: the 8x8 digits need a small network to learn in a few seconds,
@@ -165,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
     add_run_options(p, sweep=True)
 
-    from harness.report import cli as report_cli  # report, compare, export-tensorboard
+    from harness.cli import report as report_cli  # report, compare, export-tensorboard
 
     report_cli.register(commands)
 
@@ -252,8 +254,8 @@ def add_run_options(p: argparse.ArgumentParser, *, sweep: bool) -> None:
         default="float32",
         help="the dtype every variant trains in (data, weights, activations, optimizer "
         "state) and the GEMM roofline is measured in; float64 makes parity hold over whole "
-        f"runs (tolerance {metrics.parity_tolerance('float64'):g}, not "
-        f"{metrics.parity_tolerance('float32'):g}); default: float32",
+        f"runs (tolerance {scores.parity_tolerance('float64'):g}, not "
+        f"{scores.parity_tolerance('float32'):g}); default: float32",
     )
     g.add_argument(
         "--seeds",
@@ -337,7 +339,7 @@ def add_run_options(p: argparse.ArgumentParser, *, sweep: bool) -> None:
         "--cold-start",
         action="store_true",
         help="start every run in a fresh interpreter; by default TensorFlow runs are forked "
-        "from a process that imported it once (harness/launch.py), and its import time is "
+        "from a process that imported it once (harness/run/launch.py), and its import time is "
         "added back to their first step",
     )
     g.add_argument(
@@ -382,7 +384,7 @@ def _version() -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from harness.progress import make_console
+    from harness.cli.progress import make_console
 
     table = Table()
     for column in ("variant", "API level", "LOC", "class"):
@@ -479,7 +481,7 @@ def check_user_variants(paths: list[str]) -> dict[str, Path]:
     runner must not) and check the protocol; returns each one's source file."""
     if not paths:
         return {}
-    code, results = _python_json(["-m", "harness.worker", "--check", *paths])
+    code, results = _python_json(["-m", "harness.run.worker", "--check", *paths])
     files = {}
     for r in results:
         if not r.get("ok"):
@@ -495,7 +497,7 @@ def check_as_written(config: RunConfig, named: set[str]) -> RunConfig:
     found by importing them in a throwaway process. Those `named` on the command line must;
     those of `all` that cannot are left out with a note."""
     paths = [path for _, path in config.variant_paths]
-    code, results = _python_json(["-m", "harness.worker", "--check", *paths])
+    code, results = _python_json(["-m", "harness.run.worker", "--check", *paths])
     able = {r["path"] for r in results if r.get("as_written")}
     if code != 0 or len(results) != len(paths):
         raise UsageError(f"--mode as-written: cannot check {', '.join(paths)} (status {code})")
@@ -519,7 +521,7 @@ def check_as_written(config: RunConfig, named: set[str]) -> RunConfig:
 
 def check_gpu() -> None:
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
-    code, results = _python_json(["-m", "harness.environment"], env)
+    code, results = _python_json(["-m", "harness.measure.environment"], env)
     if code != 0 or not results:
         raise UsageError("--device gpu: cannot start TensorFlow to look for a GPU")
     if not results[-1].get("gpus"):
@@ -528,7 +530,7 @@ def check_gpu() -> None:
 
 def batch_sizes(args: argparse.Namespace) -> tuple[int, ...]:
     """The batch sizes asked for: `run`'s one, or `sweep`'s list as given (the sweep orders
-    them, harness.sweep.plan)."""
+    them, harness.run.sweep.plan)."""
     return tuple(getattr(args, "batch_sizes", None) or (args.batch_size,))
 
 
@@ -544,7 +546,7 @@ def default_out() -> Path:
 
 
 def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
-    from harness.runner import RunConfig
+    from harness.run.suite import RunConfig
 
     mode, ablate = getattr(args, "mode", "controlled"), getattr(args, "ablate", None)
     if ablate and mode != "as-written":
@@ -569,7 +571,7 @@ def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         dataset=args.dataset,
         data_dir=args.data_dir,
         epochs=args.epochs,
-        batch_size=batch_sizes(args)[0],  # a sweep sets each point's own (harness.sweep.plan)
+        batch_size=batch_sizes(args)[0],  # a sweep sets each point's own (harness.run.sweep.plan)
         optimizer=optimizer,
         hidden=args.hidden or DEFAULT_HIDDEN.get(args.dataset, (512, 256)),
         seeds=tuple(dict.fromkeys(args.seeds or int_list(0)(DEFAULTS[seeds]))),
@@ -662,8 +664,8 @@ def validate(args: argparse.Namespace) -> Validated:
 def execute(valid: Validated, config: RunConfig, resume_out: Path | None = None) -> int:
     """Run one suite with a live display and print its table; `config` is `valid.config` or,
     in a sweep, one point of it. `resume_out` is the folder an interrupted user resumes."""
-    from harness.progress import RichProgress
-    from harness.runner import Suite, SuiteError
+    from harness.cli.progress import RichProgress
+    from harness.run.suite import Suite, SuiteError
 
     progress = RichProgress(config.epochs)
     suite = Suite(config, valid.dataset, valid.sources, progress)
@@ -685,7 +687,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from harness import sweep
+    from harness.run import sweep
 
     valid = validate(args)
     plan = sweep.plan(valid.config, batch_sizes(args))
@@ -697,7 +699,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except sweep.SweepError as exc:
         raise UsageError(str(exc)) from None
 
-    from harness.progress import make_console
+    from harness.cli.progress import make_console
 
     err = make_console(stderr=True)
 
@@ -719,7 +721,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def report_end(suite: Suite, code: int, resume_out: Path) -> None:
-    from harness.progress import make_console, summary_table
+    from harness.cli.progress import make_console, summary_table
 
     config, records = suite.config, suite.records
     out, err = make_console(), make_console(stderr=True)

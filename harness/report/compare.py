@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import stats
+from harness.measure import stats
 from harness.report.data import ReportData, combine, format_number, throughput_by_label
-from harness.report.reader import ResultSet, read_results
+from harness.results.reader import ResultSet, read_results
 
 # Environment keys worth pointing out when they differ: what a comparison is usually about.
 ENVIRONMENT_KEYS = ("tensorflow", "keras", "numpy", "python", "cpu_model", "gpus", "hostname")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.report.reader import ResultSet, read_results
+from harness.results.reader import ResultSet, read_results
 
 NOTF = "tensorboard.compat.notf"
 STEP_TAG = "step/loss"

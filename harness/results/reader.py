@@ -1,9 +1,9 @@
-"""One results folder as reports use it: `harness.storage.load_results` plus what a report
+"""One results folder as reports use it: `harness.results.storage.load_results` plus what a report
 needs on top: a name, numeric columns even when a CSV is empty, and a row for every run the
 manifest knows (a pending or interrupted run is shown, never dropped). A sweep folder is read
 as its result sets, one per batch size.
 
-Bad input raises `harness.storage.ResultsError`, whose one-line message the commands print
+Bad input raises `harness.results.storage.ResultsError`, whose one-line message the commands print
 as `mlpbench: error: ...`.
 """
 
@@ -18,9 +18,10 @@ from typing import Any
 
 import pandas as pd
 
-from harness import metrics, storage, sweep
-from harness.storage import ResultsError
-from harness.sweep import SweepFolder
+from harness.results import scores, storage
+from harness.results.storage import ResultsError
+from harness.run import sweep
+from harness.run.sweep import SweepFolder
 
 __all__ = ["ResultSet", "ResultsError", "read_results", "read_sweep"]
 
@@ -54,7 +55,7 @@ class ResultSet:
     @property
     def parity_tolerance(self) -> float:
         """The tolerance its parity was judged by, as the manifest stores it."""
-        return metrics.recorded_tolerance(self.config)
+        return scores.recorded_tolerance(self.config)
 
     @property
     def environment(self) -> dict[str, Any]:
@@ -153,7 +154,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
         elif column not in TEXT_COLUMNS and not (
             pd.api.types.is_numeric_dtype(frame[column])
             or pd.api.types.is_bool_dtype(frame[column])
-        ):  # only in an empty CSV: harness.storage refuses a cell that is not a number
+        ):  # only in an empty CSV: harness.results.storage refuses a cell that is not a number
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
 
@@ -178,7 +179,8 @@ def _with_manifest_runs(summary: pd.DataFrame, manifest: dict[str, Any]) -> pd.D
     return pd.concat([summary, added], ignore_index=True)
 
 
-# What sweep.json's keys must hold where present (results/README.md, harness.storage.check_json).
+# What sweep.json's keys must hold where present (results/README.md,
+# harness.results.storage.check_json).
 SWEEP_SPEC = {
     "name": "text",
     "created": "text",
@@ -190,7 +192,7 @@ SWEEP_SPEC = {
 
 
 def sweep_folder(path: Path) -> SweepFolder:
-    """`harness.sweep.read_sweep`, with every field a report reads checked for its type."""
+    """`harness.run.sweep.read_sweep`, with every field a report reads checked for its type."""
     folder = sweep.read_sweep(Path(path))
     storage.check_json(folder.path / sweep.SWEEP, folder.manifest, SWEEP_SPEC)
     return folder

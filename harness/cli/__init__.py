@@ -1,0 +1,1 @@
+"""The `mlpbench` commands: parse, validate, call one part, print."""
