@@ -76,6 +76,7 @@ class Dataset:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    num_classes: int = 10  # every dataset here: digits 0-9, or ten kinds of clothing
 
 
 def load_digits() -> Dataset:

@@ -114,6 +114,16 @@ def in_dtype(data: Dataset, dtype: str) -> Dataset:
     return replace(data, x_train=data.x_train.astype(dtype), x_test=data.x_test.astype(dtype))
 
 
+def model_spec(data: Dataset, hidden: tuple[int, ...], dtype: str = "float32") -> ModelSpec:
+    """The network a suite trains on `data`: its input and classes, `hidden` between them."""
+    return ModelSpec(
+        input_size=int(data.x_train.shape[1]),
+        hidden=tuple(hidden),
+        num_classes=data.num_classes,
+        dtype=dtype,
+    )
+
+
 def make_task(
     data: Dataset, hidden: tuple[int, ...], epochs: int, seed: int, dtype: str = "float32"
 ) -> Task:
@@ -121,9 +131,7 @@ def make_task(
     number of epochs never changes the initial weights, nor the orders of the epochs kept.
     The pixels and the weights are handed over in `dtype` ("float32" or "float64")."""
     weight_seq = np.random.SeedSequence(seed, spawn_key=(WEIGHTS,))
-    spec = ModelSpec(
-        input_size=data.x_train.shape[1], hidden=tuple(hidden), num_classes=10, dtype=dtype
-    )
+    spec = model_spec(data, hidden, dtype)
     data = in_dtype(data, dtype)
     return Task(
         x_train=data.x_train,

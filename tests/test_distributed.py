@@ -27,8 +27,8 @@ import pytest
 
 import variants
 from harness.run import cluster
-from harness.run.worker import Events, WorkerConfig, optimizer_to_dict
-from variants.base import SGD, Adam
+from harness.run.worker import Events, WorkerConfig
+from variants.base import SGD, Adam, optimizer_to_dict
 
 from .conftest import BATCH, EPOCHS
 

@@ -16,7 +16,7 @@ from harness.datasets import load_digits
 from harness.measure.roofline import calibrate
 from harness.results import scores
 from harness.run import memory
-from harness.run.suite import SuiteError, check_resumable
+from harness.run.config import SuiteError, check_resumable
 from harness.run.worker import ProtocolError, _check_weights
 from harness.task import Task, make_task
 from variants.base import Adam, ModelSpec

@@ -1,4 +1,4 @@
-"""The harness-overhead tool (harness/measure/overhead.py) runs and returns a sane ratio. The 2 %
+"""The harness-overhead tool (harness/run/overhead.py) runs and returns a sane ratio. The 2 %
 target is a benchmark, not a unit test: nothing here asserts speed."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from harness.datasets import load_digits
-from harness.measure.overhead import measure
+from harness.run.overhead import measure
 from harness.task import make_task
 
 from .conftest import BATCH
@@ -36,7 +36,7 @@ def test_overhead_of_numpy_scratch():
 
 
 def test_module_prints_json():
-    cmd = [sys.executable, "-m", "harness.measure.overhead", "--variant", "numpy_scratch"]
+    cmd = [sys.executable, "-m", "harness.run.overhead", "--variant", "numpy_scratch"]
     cmd += ["--hidden", "16", "--epochs", "2", "--rounds", "1"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
     result = json.loads(done.stdout)["numpy_scratch"]
@@ -62,5 +62,5 @@ def test_overhead_of_every_variant_lands_in_results(tmp_path):
         row = results.summary.set_index("variant").loc[name]
         assert row["harness_overhead"] == pytest.approx(measured["ratio_median"], rel=1e-8)
     activities = [a["activity"] for a in results.manifest["timeline"]]
-    assert activities.count("harness.measure.overhead") == 2  # --no-calibrate: no reference one
+    assert activities.count("harness.run.overhead") == 2  # --no-calibrate: no reference one
     assert results.manifest["isolation"]["overlaps"] == []

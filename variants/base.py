@@ -10,8 +10,8 @@ The harness still owns the data and the split.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar, Protocol, runtime_checkable
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -163,3 +163,21 @@ class Variant(Protocol):
     def get_weights(self) -> list[np.ndarray]:
         """Current weights, in `spec.weight_shapes` order, as NumPy arrays in `spec.dtype`."""
         ...
+
+
+# The optimizers by the name a command line and a manifest give them.
+OPTIMIZERS: dict[str, type[SGD] | type[Momentum] | type[Adam]] = {
+    "sgd": SGD,
+    "momentum": Momentum,
+    "adam": Adam,
+}
+
+
+def optimizer_to_dict(opt: Optimizer) -> dict[str, Any]:
+    kind = next(k for k, cls in OPTIMIZERS.items() if isinstance(opt, cls))
+    return {"kind": kind, **asdict(opt)}
+
+
+def optimizer_from_dict(data: dict[str, Any]) -> Optimizer:
+    fields_ = dict(data)
+    return OPTIMIZERS[fields_.pop("kind")](**fields_)

@@ -14,19 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from variants.base import SGD, Adam, ModelSpec, Momentum, Optimizer
-
-
-def keras_optimizer(opt: Optimizer) -> keras.optimizers.Optimizer:
-    if isinstance(opt, SGD):
-        return keras.optimizers.SGD(learning_rate=opt.lr)
-    if isinstance(opt, Momentum):
-        return keras.optimizers.SGD(learning_rate=opt.lr, momentum=opt.momentum)
-    if isinstance(opt, Adam):
-        return keras.optimizers.Adam(
-            learning_rate=opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon
-        )
-    raise TypeError(f"unknown optimizer {opt!r}")
+from variants.base import ModelSpec, Optimizer
+from variants.keras_optimizers import keras_optimizer
 
 
 def global_size(replica, n: tf.Tensor) -> tf.Tensor:

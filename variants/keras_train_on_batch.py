@@ -7,9 +7,10 @@ import numpy as np
 
 from variants.base import ModelSpec, Optimizer
 from variants.keras_common import compile_model
+from variants.keras_sequential import KerasSequential
 
 
-class KerasTrainOnBatch:
+class KerasTrainOnBatch(KerasSequential):
     name = "keras_train_on_batch"
     api_level = "Keras train_on_batch loop"
     level, rung = "Keras", 1
@@ -17,13 +18,7 @@ class KerasTrainOnBatch:
     def build(self, spec: ModelSpec, optimizer: Optimizer, init_weights: list[np.ndarray]) -> None:
         keras.config.set_floatx(spec.dtype)  # losses, metrics, the optimizer's learning rate
         keras.config.set_dtype_policy(spec.dtype)  # layers (fixed once the first is made)
-        self.model = keras.Sequential(
-            [
-                keras.Input(shape=(spec.input_size,)),
-                *[keras.layers.Dense(h, activation="relu") for h in spec.hidden],
-                keras.layers.Dense(spec.num_classes),
-            ]
-        )
+        self.model = self.make_model(spec)
         self.model.set_weights(init_weights)
         compile_model(self.model, optimizer)
 
@@ -33,10 +28,3 @@ class KerasTrainOnBatch:
         for s in range(0, len(x), batch_size):
             losses.append(self.model.train_on_batch(x[s : s + batch_size], y[s : s + batch_size]))
         return np.array(losses)
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        # One forward call, as the `predict` docstring advises when the input fits in one batch.
-        return keras.ops.convert_to_numpy(self.model(x))
-
-    def get_weights(self) -> list[np.ndarray]:
-        return self.model.get_weights()

@@ -19,22 +19,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from variants.base import SGD, Adam, ModelSpec, Momentum, Optimizer
+from variants.base import ModelSpec, Optimizer
+from variants.keras_optimizers import keras_optimizer
 
 # A peer that dies or freezes fails the step after this long instead of blocking it for ever.
 COLLECTIVE_TIMEOUT_SECONDS = 60
-
-
-def make_optimizer(opt: Optimizer) -> keras.optimizers.Optimizer:
-    if isinstance(opt, SGD):
-        return keras.optimizers.SGD(learning_rate=opt.lr)
-    if isinstance(opt, Momentum):
-        return keras.optimizers.SGD(learning_rate=opt.lr, momentum=opt.momentum)
-    if isinstance(opt, Adam):
-        return keras.optimizers.Adam(
-            learning_rate=opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon
-        )
-    raise TypeError(f"unknown optimizer {opt!r}")
 
 
 class TF2MultiWorker:
@@ -54,7 +43,7 @@ class TF2MultiWorker:
         with self.strategy.scope():
             # Mirrored variables: one copy per replica, created equal and updated equally.
             self.params = [tf.Variable(w, name=f"param{i}") for i, w in enumerate(init_weights)]
-            self.optimizer = make_optimizer(optimizer)
+            self.optimizer = keras_optimizer(optimizer)
             self.optimizer.build(self.params)
 
     def forward(self, x: tf.Tensor) -> tf.Tensor:

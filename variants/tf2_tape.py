@@ -9,21 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from variants.base import CONTROLLED, SGD, Adam, AsWritten, ModelSpec, Momentum, Optimizer
-
-
-def make_optimizer(opt: Optimizer, defaults: bool = False) -> keras.optimizers.Optimizer:
-    if isinstance(opt, SGD):
-        return keras.optimizers.SGD(learning_rate=opt.lr)
-    if isinstance(opt, Momentum):
-        return keras.optimizers.SGD(learning_rate=opt.lr, momentum=opt.momentum)
-    if isinstance(opt, Adam) and defaults:  # as written: Keras' own beta_1, beta_2, epsilon
-        return keras.optimizers.Adam(learning_rate=opt.lr)
-    if isinstance(opt, Adam):
-        return keras.optimizers.Adam(
-            learning_rate=opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon
-        )
-    raise TypeError(f"unknown optimizer {opt!r}")
+from variants.base import CONTROLLED, AsWritten, ModelSpec, Optimizer
+from variants.keras_optimizers import keras_optimizer
 
 
 def glorot_uniform(shape: tuple[int, ...], dtype: str) -> tf.Tensor:
@@ -54,7 +41,7 @@ class TapeMLP:
                 for s in spec.weight_shapes
             ]
         self.params = [tf.Variable(w, name=f"param{i}") for i, w in enumerate(init_weights)]
-        self.optimizer = make_optimizer(optimizer, as_written.optimizer_defaults)
+        self.optimizer = keras_optimizer(optimizer, as_written.optimizer_defaults)
         self.shuffle = as_written.shuffle
         # Create the slot variables (momentum, Adam's m and v) here: a tf.function whose first
         # trace creates variables is traced a second time.

@@ -30,12 +30,13 @@ import variants
 from harness import datasets
 from harness.measure import loc
 from harness.results import scores, storage
-from harness.run.worker import ABLATIONS, MODES, OPTIMIZERS
-from variants.base import DTYPES
+from harness.run.config import ABLATIONS, MODES
+from variants.base import DTYPES, OPTIMIZERS
 
 if TYPE_CHECKING:  # the runner imports pandas: only `run` needs it, so it is imported there
     from harness.datasets import Dataset
-    from harness.run.suite import RunConfig, Suite
+    from harness.run.config import RunConfig
+    from harness.run.suite import Suite
 
 PROG = "mlpbench"
 # Defaults sized per dataset: the 8x8 digits need a small network to learn in a few seconds,
@@ -546,7 +547,7 @@ def default_out() -> Path:
 
 
 def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
-    from harness.run.suite import RunConfig
+    from harness.run.config import RunConfig
 
     mode, ablate = getattr(args, "mode", "controlled"), getattr(args, "ablate", None)
     if ablate and mode != "as-written":
@@ -613,7 +614,7 @@ def check_memory(config: RunConfig, dataset: Dataset, batch_size: int) -> None:
         n_test=len(dataset.x_test),
         input_size=int(dataset.x_train.shape[1]),
         hidden=config.hidden,
-        num_classes=10,
+        num_classes=dataset.num_classes,
         batch_size=batch_size,
         epochs=config.epochs,
         runs=len(config.variants) * len(config.seeds),
@@ -665,7 +666,8 @@ def execute(valid: Validated, config: RunConfig, resume_out: Path | None = None)
     """Run one suite with a live display and print its table; `config` is `valid.config` or,
     in a sweep, one point of it. `resume_out` is the folder an interrupted user resumes."""
     from harness.cli.progress import RichProgress
-    from harness.run.suite import Suite, SuiteError
+    from harness.run.config import SuiteError
+    from harness.run.suite import Suite
 
     progress = RichProgress(config.epochs)
     suite = Suite(config, valid.dataset, valid.sources, progress)
@@ -687,11 +689,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from harness.results.sweep import read_sweep_folder
     from harness.run import sweep
 
     valid = validate(args)
     plan = sweep.plan(valid.config, batch_sizes(args))
-    check_output(plan.out, plan.resume, plan.force, read=sweep.read_sweep)
+    check_output(plan.out, plan.resume, plan.force, read=read_sweep_folder)
     for point in plan.points:  # with --resume, a point already started must be resumable
         check_output(point.out, plan.resume, plan.force)
     try:

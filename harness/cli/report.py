@@ -19,14 +19,14 @@ EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
 
 def build_report(result_dirs: Sequence[Path], out: Path, *, command: str | None = None) -> Path:
     """Build `out/index.html` and one PNG per figure from the given result folders and
-    return the page's path. A sweep folder (harness/run/sweep.py) is reported on its own: its
+    return the page's path. A sweep folder (harness/results/sweep.py) is reported on its own: its
     sweep section, then the report of its largest batch size. Raises `ResultsError` for
     unusable input."""
     from harness.report import figures, html, learning
     from harness.report.data import combine, sweep_data
     from harness.report.verdict import at_batch, sweep_verdict, verdict
+    from harness.results import sweep
     from harness.results.reader import ResultsError, read_results, read_sweep
-    from harness.run import sweep
 
     if not result_dirs:
         raise ResultsError("no results directory given")
@@ -164,14 +164,13 @@ def _error(message: str) -> int:
 
 def _results_error(exc: Exception, *paths: Path) -> int:
     """A sweep folder where one results folder is expected: name one of its folders."""
-    from harness.results.reader import sweep_folder
+    from harness.results import sweep
     from harness.results.storage import ResultsError
-    from harness.run import sweep
 
     for path in paths:
         if sweep.is_sweep(path):
             try:
-                example = sweep_folder(path).points[-1][1]
+                example = sweep.read_sweep_folder(path).points[-1][1]
             except ResultsError:
                 break
             return _error(f"{path} is a sweep folder: give one of its folders, e.g. {example}")

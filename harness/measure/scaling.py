@@ -13,15 +13,13 @@ least-squares fit of the all-reduce sweep of every N > 1. The same model then pr
 time of a cluster on a stated network (`NETWORKS`), assuming each worker computes as fast as
 this machine's one process.
 
-    python -m harness.measure.scaling rank --event-fd FD --batch B [...]   (inside a rank)
+    python -m harness.run.scaling rank --event-fd FD --batch B [...]   (inside a rank)
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 from typing import Any
 
@@ -174,36 +172,3 @@ def measure_rank(args: argparse.Namespace, events: Any) -> dict[str, Any]:
         "step_seconds": step_seconds,
         "allreduce_seconds": allreduce,
     }
-
-
-def rank_main(argv: list[str]) -> int:
-    from harness.run.worker import Events
-
-    parser = argparse.ArgumentParser(prog="python -m harness.measure.scaling rank")
-    parser.add_argument("--event-fd", type=int, required=True)
-    parser.add_argument("--batch", type=int, required=True)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--allreduce-repeats", type=int, default=30)
-    parser.add_argument("--input-size", type=int, default=784)
-    parser.add_argument("--hidden", type=int, nargs="+", default=[512, 256])
-    args = parser.parse_args(argv)
-    with os.fdopen(args.event_fd, "w") as stream:
-        events = Events(stream)
-        try:
-            result = measure_rank(args, events)
-        except Exception as exc:  # the supervisor records the reason, the log the traceback
-            import traceback
-
-            traceback.print_exc()
-            events.emit("error", error=f"{type(exc).__name__}: {exc}")
-            return 1
-        events.emit("done", **result)
-    return 0
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] != ["rank"]:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-    sys.exit(rank_main(sys.argv[2:]))

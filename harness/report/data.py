@@ -15,7 +15,7 @@ import pandas as pd
 from harness.measure import stats
 from harness.results import reader, scores
 from harness.results.reader import ResultSet
-from harness.run.sweep import SweepFolder
+from harness.results.sweep import SweepFolder
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,7 @@ import pandas as pd
 
 from harness.results import scores, storage
 from harness.results.storage import ResultsError
-from harness.run import sweep
-from harness.run.sweep import SweepFolder
+from harness.results.sweep import SweepFolder, read_sweep_folder
 
 __all__ = ["ResultSet", "ResultsError", "read_results", "read_sweep"]
 
@@ -179,29 +178,10 @@ def _with_manifest_runs(summary: pd.DataFrame, manifest: dict[str, Any]) -> pd.D
     return pd.concat([summary, added], ignore_index=True)
 
 
-# What sweep.json's keys must hold where present (results/README.md,
-# harness.results.storage.check_json).
-SWEEP_SPEC = {
-    "name": "text",
-    "created": "text",
-    "finished": "text",
-    "command": "text",
-    "batch_sizes": ("list", "whole"),
-    "points": ("list", {"batch_size": "whole", "path": "text", "exit_status": "whole"}),
-}
-
-
-def sweep_folder(path: Path) -> SweepFolder:
-    """`harness.run.sweep.read_sweep`, with every field a report reads checked for its type."""
-    folder = sweep.read_sweep(Path(path))
-    storage.check_json(folder.path / sweep.SWEEP, folder.manifest, SWEEP_SPEC)
-    return folder
-
-
 def read_sweep(path: Path) -> tuple[SweepFolder, list[tuple[int, ResultSet]]]:
     """A sweep folder and the result set of every batch size that has started (a sweep
     interrupted before its last point still reports the points it has)."""
-    folder = sweep_folder(path)
+    folder = read_sweep_folder(path)
     points = [
         (size, read_results(sub))
         for size, sub in folder.points

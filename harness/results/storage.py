@@ -9,6 +9,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,11 @@ LATER_COLUMNS = {
     "seed_band_gap", "learning_pass",
     "foreign_cpu_se", "noisy", "contended", "attempts", "harness_overhead",
 }  # fmt: skip
+
+
+def utc_now() -> str:
+    """The clock of every time a manifest records."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 class ResultsError(Exception):

@@ -43,7 +43,7 @@ def measure_cluster(
         return ["--event-fd", str(event_fd), "--batch", str(batch), *argv]
 
     def rank_command(event_fd: int) -> list[str]:
-        return ["-m", "harness.measure.scaling", "rank", *rank_args(event_fd)]
+        return ["-m", "harness.run.scaling", "rank", *rank_args(event_fd)]
 
     supervisor = Supervisor(
         None,
@@ -53,7 +53,7 @@ def measure_cluster(
         STARTUP_SECONDS,
         rank_command=rank_command,
         fork=fork,
-        rank_main=lambda event_fd: scaling.rank_main(rank_args(event_fd)),
+        rank_main=lambda event_fd: rank_main(rank_args(event_fd)),
     )
     supervisor.run(Events(sink))
     final = [json.loads(line) for line in sink.getvalue().splitlines()][-1]
@@ -147,5 +147,31 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def rank_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.run.scaling rank")
+    parser.add_argument("--event-fd", type=int, required=True)
+    parser.add_argument("--batch", type=int, required=True)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--allreduce-repeats", type=int, default=30)
+    parser.add_argument("--input-size", type=int, default=784)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[512, 256])
+    args = parser.parse_args(argv)
+    with os.fdopen(args.event_fd, "w") as stream:
+        events = Events(stream)
+        try:
+            result = scaling.measure_rank(args, events)
+        except Exception as exc:  # the supervisor records the reason, the log the traceback
+            import traceback
+
+            traceback.print_exc()
+            events.emit("error", error=f"{type(exc).__name__}: {exc}")
+            return 1
+        events.emit("done", **result)
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["rank"]:  # inside a rank that a cluster started
+        sys.exit(rank_main(sys.argv[2:]))
     sys.exit(main())

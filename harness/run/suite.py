@@ -14,15 +14,12 @@ import os
 import queue
 import shlex
 import shutil
-import signal
 import subprocess
 import tempfile
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,105 +31,34 @@ from harness.datasets import Dataset
 from harness.measure import environment, learning, noise, roofline, timeline
 from harness.measure.loc import SourceInfo
 from harness.results import scores, storage
+from harness.results.storage import utc_now
 from harness.run import cluster
+from harness.run.config import RunConfig, SuiteError, check_resumable
+from harness.run.folder import (
+    TASKS_PREFIX,
+    cap_log,
+    check_replaceable,
+    clear_results_dir,
+    is_empty,
+    remove_stale_task_dirs,
+)
 from harness.run.launch import Launcher, uses_framework
-from harness.run.worker import WorkerConfig, optimizer_to_dict
-from harness.task import Task, in_dtype, make_task
-from variants.base import ModelSpec, Optimizer
+from harness.run.process import WorkerProcess
+from harness.run.worker import WorkerConfig
+from harness.task import Task, in_dtype, make_task, model_spec
+from variants.base import optimizer_to_dict
 
 # A resumed suite keeps these runs: both are finished measurements (a divergence is the
 # outcome of the settings, and would only repeat). Failed, timed-out and pending runs are
 # run again, since a crash, an OOM kill or a timeout may be the machine's fault.
 KEEP_ON_RESUME = ("ok", "diverged")
-# Settings that may change between a suite and its `--resume` without changing any result.
-# (parity_tolerance follows the dtype, which must not change; the current one judges them all)
-RESUMABLE_CHANGES = (
-    "timeout", "jobs", "calibrate", "retry_noisy", "parity_tolerance", "overhead"
-)  # fmt: skip
 # Timed seconds per backend of the once-per-suite GEMM calibration: medians of 10 samples of
 # 0.1 s were within a few per cent of 2 s runs on this task's sizes.
 CALIBRATION_SECONDS = 1.0
 OVERHEAD_ROUNDS = 9  # ABBA pairs of the reference: a couple of seconds on digits
 BAND_SEEDS = 3  # runs of the reference that make its seed band, at least
 OVERHEAD_ROUNDS_EACH = 3  # ABBA pairs per variant with --overhead all, on the suite's data
-TASKS_PREFIX = "mlpbench-tasks-"  # then the runner's pid: a killed runner's files are found
 POLL_SECONDS = 0.25  # how often timeouts are checked while waiting for events
-LOG_CAP = 4 << 20  # bytes of a worker's output kept in its log
-
-
-class SuiteError(Exception):
-    """A suite that cannot start as asked (bad input found while planning): exit status 2."""
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything `mlpbench run` was asked to do, validated."""
-
-    variants: tuple[str, ...]  # names as results show them: registry name or module:Class
-    variant_paths: tuple[tuple[str, str], ...]  # (name, "module:Class") for each variant
-    dataset: str
-    data_dir: str | None
-    epochs: int
-    batch_size: int
-    optimizer: Optimizer
-    hidden: tuple[int, ...]
-    seeds: tuple[int, ...]
-    device: str
-    parity: bool
-    target_accuracy: float
-    timeout: float
-    jobs: int
-    calibrate: bool
-    out: Path
-    cold_start: bool = False
-    resume: bool = False
-    force: bool = False
-    argv: tuple[str, ...] = ()
-    workers: int = 1  # replicas of each distributed variant (harness/run/cluster.py)
-    retry_noisy: int = 0  # times a run flagged noisy is measured again
-    noisy_threshold: float = noise.NOISY_CORES  # foreign CPU, in cores, that makes a run noisy
-    overhead: str = "reference"  # whose harness/bare ratio is measured: "reference" or "all"
-    dtype: str = "float32"  # of the data, the weights and the training (variants/base.py DTYPES)
-    mode: str = "controlled"  # or "as-written": each level its own way (harness.run.worker.MODES)
-    ablate: str | None = None  # as-written: what is handed back to the harness (ABLATIONS)
-
-    @property
-    def parity_tolerance(self) -> float:
-        return scores.parity_tolerance(self.dtype)
-
-    def path_of(self, variant: str) -> str:
-        return dict(self.variant_paths)[variant]
-
-    def to_manifest(self) -> dict[str, Any]:
-        return {
-            "variants": list(self.variants),
-            "variant_paths": dict(self.variant_paths),
-            "dataset": self.dataset,
-            "data_dir": self.data_dir,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "optimizer": optimizer_to_dict(self.optimizer),
-            "hidden": list(self.hidden),
-            "seeds": list(self.seeds),
-            "device": self.device,
-            "parity": self.parity,
-            "reference": variants.REFERENCE if self.parity else None,
-            "target_accuracy": self.target_accuracy,
-            "timeout": self.timeout,
-            "jobs": self.jobs,
-            "calibrate": self.calibrate,
-            "start": "cold" if self.cold_start else "warm",
-            "retry_noisy": self.retry_noisy,
-            "noisy_threshold": self.noisy_threshold,
-            # only when asked for, so that suites from before the option still resume
-            **({"workers": self.workers} if self.workers > 1 else {}),
-            **({"overhead": self.overhead} if self.overhead != "reference" else {}),
-            **({"dtype": self.dtype} if self.dtype != "float32" else {}),
-            **({"mode": self.mode} if self.mode != "controlled" else {}),
-            **({"ablate": self.ablate} if self.ablate else {}),
-            # what parity_pass was judged by: reports read it from here
-            "parity_tolerance": self.parity_tolerance,
-        }
 
 
 @dataclass
@@ -173,150 +99,6 @@ class Listener(Protocol):
     def note(self, message: str) -> None: ...
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def check_resumable(config: RunConfig, manifest: dict[str, Any]) -> None:
-    """A resumed suite must be the same experiment, or its runs would not be comparable."""
-    old, new = manifest.get("config", {}), config.to_manifest()
-    # the defaults are not stored
-    stored_when_not = {"workers": 1, "dtype": "float32", "mode": "controlled", "ablate": None}
-    old, new = {**stored_when_not, **old}, {**stored_when_not, **new}
-    changed = [k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
-    if changed:
-        k = changed[0]
-        raise SuiteError(
-            f"--resume: {config.out} was run with {k}={old.get(k)!r}, not {new[k]!r}; "
-            "use the same settings, or --force to start over"
-        )
-
-
-def _contents(path: Path) -> list[Path]:
-    return [p for p in path.iterdir() if p.name != storage.LOCK]
-
-
-def check_replaceable(path: Path) -> None:
-    """--force replaces an earlier suite, but never a folder that is not one."""
-    if _contents(path) and not (path / storage.MANIFEST).exists():
-        raise SuiteError(f"refusing to overwrite {path}: it is not a results folder")
-
-
-def clear_results_dir(path: Path) -> None:
-    """--force, once the new suite has started cleanly: remove the earlier one (the lock that
-    this suite holds stays)."""
-    for child in _contents(path):
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
-
-
-def remove_stale_task_dirs() -> None:
-    """Task files of suites killed with SIGKILL: their folder names the dead runner's pid."""
-    for folder in Path(tempfile.gettempdir()).glob(f"{TASKS_PREFIX}*"):
-        pid = folder.name[len(TASKS_PREFIX) :].split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
-
-
-def cap_log(path: Path, limit: int = LOG_CAP) -> None:
-    """Keep a worker's log under `limit` bytes: its head (how the run started) and its tail
-    (how it ended, where a traceback is), with the size of the cut between them. The worker
-    appends (O_APPEND), so its next writes land after the cut."""
-    try:
-        size = path.stat().st_size
-        if size <= limit:
-            return
-        with open(path, "r+b") as f:
-            keep = limit // 2 - 200
-            f.seek(size - keep)
-            tail = f.read(keep)
-            marker = f"\n[... {size - 2 * keep:,} bytes of output cut by mlpbench ...]\n"
-            f.seek(keep)
-            f.write(marker.encode() + tail)
-            f.truncate()
-    except OSError:
-        pass  # a log that cannot be trimmed is still a log
-
-
-def _last_exception_line(log: Path) -> str | None:
-    """The `Type: message` line a Python traceback ends with, if the log has one."""
-    try:
-        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return None
-    for line in reversed(lines):
-        head = line.split(":", 1)[0]
-        if head.replace(".", "").replace("_", "").isalnum() and head[:1].isupper():
-            if head.endswith(("Error", "Exception", "Exit", "Interrupt")):
-                return line
-    return lines[-1] if lines else None
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-class Worker:
-    """One running worker process: its pipe of events, read on a thread into a shared queue."""
-
-    def __init__(
-        self,
-        record: RunRecord,
-        config: WorkerConfig,
-        launcher: Launcher,
-        warm: bool,
-        log: Path,
-        events: Any,
-    ) -> None:
-        self.record = record
-        read_fd, write_fd = os.pipe()
-        self.spawn_time = time.time()
-        config = replace(config, spawn_time=self.spawn_time)
-        with open(log, "wb") as log_file:
-            log_file.write(f"# {record.variant} seed {record.seed}, {utc_now()}\n".encode())
-        self.process = launcher.start(config, log, write_fd, warm)
-        os.close(write_fd)  # the worker holds the only write end: its exit means EOF
-        self.timed_out = False
-        self.final: dict[str, Any] | None = None
-        self.thread = threading.Thread(target=self._read, args=(read_fd, events), daemon=True)
-        self.thread.start()
-
-    def _read(self, fd: int, events: queue.Queue[tuple[Worker, dict[str, Any] | None]]) -> None:
-        with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as stream:
-            for line in stream:
-                try:
-                    events.put((self, json.loads(line)))
-                except ValueError:
-                    continue  # a torn line from a killed worker
-        events.put((self, None))
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:  # a warm worker killed before it made its process group
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.process.pid, signal.SIGKILL)
-
-    @property
-    def elapsed(self) -> float:
-        return time.time() - self.spawn_time
-
-
 class Suite:
     """One `mlpbench run`: plan, prepare (tasks, resume), execute, write."""
 
@@ -339,7 +121,7 @@ class Suite:
         self.epochs: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self.manifest: dict[str, Any] = {}
         self.tasks: dict[int, Task] = {}  # they share the dataset's arrays: cheap to keep
-        self.spec = ModelSpec(len(dataset.x_train[0]), config.hidden, dtype=config.dtype)
+        self.spec = model_spec(dataset, config.hidden, config.dtype)
         self.tmp: Path | None = None  # where a seed's task is saved for its workers
         self._lock: int | None = None  # storage.lock_folder's, held from prepare to the end
         self._created = False  # --out did not exist before this suite
@@ -368,7 +150,7 @@ class Suite:
             os.close(self._lock)
             self._lock = None
             out = self.config.out
-            if self._created and not self._started and not _contents(out):
+            if self._created and not self._started and is_empty(out):
                 shutil.rmtree(out, ignore_errors=True)  # made for a suite that never started
 
     def _open_folder(self) -> None:
@@ -475,8 +257,8 @@ class Suite:
             self.listener.note(
                 f"--jobs {self.config.jobs}: runs share the CPU, their timings disturb each other"
             )
-        events: queue.Queue[tuple[Worker, dict[str, Any] | None]] = queue.Queue()
-        active: dict[int, Worker] = {}
+        events: queue.Queue[tuple[WorkerProcess, dict[str, Any] | None]] = queue.Queue()
+        active: dict[int, WorkerProcess] = {}
         try:
             if self.config.force:
                 clear_results_dir(self.config.out)  # the earlier suite, now being replaced
@@ -517,8 +299,8 @@ class Suite:
     def _run(
         self,
         todo: deque[RunRecord],
-        events: queue.Queue[tuple[Worker, dict[str, Any] | None]],
-        active: dict[int, Worker],
+        events: queue.Queue[tuple[WorkerProcess, dict[str, Any] | None]],
+        active: dict[int, WorkerProcess],
     ) -> None:
         """Start runs from `todo` (up to --jobs at a time) and follow them to their end."""
         while todo or active:
@@ -586,7 +368,7 @@ class Suite:
         source = self.sources.get(variant)
         return source is not None and uses_framework(source.imports)
 
-    def _reap(self, worker: Worker) -> None:
+    def _reap(self, worker: WorkerProcess) -> None:
         """Wait for a worker whose pipe closed. One that hangs on its way out (TensorFlow's
         threads at interpreter exit) still answers to the timeout."""
         try:
@@ -612,7 +394,7 @@ class Suite:
             env["CUDA_VISIBLE_DEVICES"] = "-1"  # TensorFlow then sees no GPU at all
         return env
 
-    def _start(self, record: RunRecord, events: queue.Queue[Any]) -> Worker:
+    def _start(self, record: RunRecord, events: queue.Queue[Any]) -> WorkerProcess:
         attempts = record.attempts or 0
         self._reset(record)
         record.attempts = attempts + 1
@@ -641,7 +423,7 @@ class Suite:
             launcher = cluster.ClusterLauncher(
                 self.launcher.env, self.config.workers, self.config.timeout, self.launcher
             )
-        return Worker(record, config, launcher, warm, log, events)
+        return WorkerProcess(record, config, launcher, warm, log, events)
 
     def _task_file(self, seed: int) -> Path:
         """The seed's task on disk, saved when its first run starts and deleted after its last
@@ -652,13 +434,15 @@ class Suite:
             self.tasks[seed].save(path)
         return path
 
-    def _drop_task_file(self, seed: int, todo: deque[RunRecord], active: dict[int, Worker]) -> None:
+    def _drop_task_file(
+        self, seed: int, todo: deque[RunRecord], active: dict[int, WorkerProcess]
+    ) -> None:
         still_needed = [r for r in todo if r.seed == seed]
         still_needed += [w.record for w in active.values() if w.record.seed == seed]
         if self.tmp is not None and not still_needed:
             (self.tmp / f"seed{seed}.npz").unlink(missing_ok=True)
 
-    def _on_event(self, worker: Worker, event: dict[str, Any]) -> None:
+    def _on_event(self, worker: WorkerProcess, event: dict[str, Any]) -> None:
         record, kind = worker.record, event.get("event")
         if kind == "start":
             record.api_level = event.get("api_level")
@@ -706,10 +490,10 @@ class Suite:
         )
         self.listener.epoch_finished(record, epoch, event["train_loss"], event["test_accuracy"])
 
-    def _finish(self, worker: Worker) -> None:
-        record, final, code = worker.record, worker.final, worker.process.returncode
+    def _finish(self, worker: WorkerProcess) -> None:
+        record, final = worker.record, worker.final
         record.wall_seconds = round(worker.elapsed, 3)
-        record.status, record.error = self._classify(worker, final, code)
+        record.status, record.error = worker.outcome(self.config.timeout, self.config.out)
         if record.status == "ok" and final is not None:
             record.task_fingerprint = final.get("task_fingerprint")
             expected = self.manifest["tasks"][str(record.seed)]["fingerprint"]
@@ -725,28 +509,6 @@ class Suite:
                    and r["seed"] == record.seed)  # fmt: skip
         self.listener.run_finished(record, row)
 
-    def _classify(
-        self, worker: Worker, final: dict[str, Any] | None, code: int
-    ) -> tuple[str, str | None]:
-        if worker.timed_out:
-            return "timeout", f"no result after {self.config.timeout:g} s; killed"
-        if final is not None and final["event"] == "done":
-            return "ok", None
-        if final is not None and final["event"] == "diverged":
-            return "diverged", (
-                f"loss became {final['loss']} at step {final['step']} (epoch {final['epoch']})"
-            )
-        if final is not None:
-            return "failed", final.get("error")
-        if code < 0:
-            name = _signal_name(-code)
-            hint = " (out of memory?)" if name == "SIGKILL" else ""
-            return "failed", f"killed by signal {name}{hint}"
-        line = _last_exception_line(self.config.out / (worker.record.log or ""))
-        if code != 0:
-            return "failed", f"exited with status {code}" + (f": {line}" if line else "")
-        return "failed", "exited without reporting a result"
-
     # -- results -------------------------------------------------------------------------------
 
     def _calibrate(self) -> None:
@@ -755,7 +517,7 @@ class Suite:
 
         calibration: the GEMM roofline at the task's layer sizes (harness/measure/roofline.py).
         overhead: the reference's throughput through the worker against its bare loop
-        (harness/measure/overhead.py); 1.0 means the harness costs nothing measurable.
+        (harness/run/overhead.py); 1.0 means the harness costs nothing measurable.
         overhead_by_variant: the same for every variant (--overhead all, asked for explicitly:
         measured even with --no-calibrate).
         """
@@ -784,7 +546,7 @@ class Suite:
             # per-epoch work weighs most, and seconds instead of minutes on 60,000 images
             argv = ["--variant", variants.REFERENCE, "--dataset", "digits", *sizes]
             argv += ["--rounds", str(OVERHEAD_ROUNDS), "--epochs", "6"]
-            result = self._measure("harness.measure.overhead", argv)
+            result = self._measure("harness.run.overhead", argv)
             self.manifest["overhead"] = overhead = result.get(variants.REFERENCE, result)
             if overhead.get("ratio_median"):
                 q = overhead["ratio_spread"]
@@ -806,7 +568,7 @@ class Suite:
             self.listener.note(f"measuring the harness' overhead on {name}")
             argv = ["--variant", name if name in variants.REGISTRY else path, *data, *sizes]
             argv += ["--rounds", str(OVERHEAD_ROUNDS_EACH), "--epochs", "3"]
-            result = self._measure("harness.measure.overhead", argv)
+            result = self._measure("harness.run.overhead", argv)
             done[name] = next(iter(result.values())) if "error" not in result else result
             if done[name].get("ratio_median"):
                 self.listener.note(f"harness/bare of {name}: {done[name]['ratio_median']:.3f}")

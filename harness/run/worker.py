@@ -37,20 +37,7 @@ import variants
 from harness.measure import noise
 from harness.results import scores
 from harness.task import Task
-from variants.base import SGD, Adam, AsWritten, Momentum, Optimizer
-
-OPTIMIZERS: dict[str, type[SGD] | type[Momentum] | type[Adam]] = {
-    "sgd": SGD,
-    "momentum": Momentum,
-    "adam": Adam,
-}
-
-
-# controlled: the harness hands every variant the same weights, batch order and optimizer
-# constants; as-written: each level does those its own way (variants/base.py AsWritten).
-MODES = ("controlled", "as-written")
-# What `--ablate` hands back to the harness in an as-written run, one at a time.
-ABLATIONS = ("initializer", "batch_order", "optimizer", "dtype")
+from variants.base import AsWritten, optimizer_from_dict
 
 
 def as_written(seed: int, ablate: str | None) -> AsWritten:
@@ -70,16 +57,6 @@ def follows_as_written(cls: type) -> bool:
         return "as_written" in inspect.signature(cls.build).parameters
     except (TypeError, ValueError):
         return False
-
-
-def optimizer_to_dict(opt: Optimizer) -> dict[str, Any]:
-    kind = next(k for k, cls in OPTIMIZERS.items() if isinstance(opt, cls))
-    return {"kind": kind, **asdict(opt)}
-
-
-def optimizer_from_dict(data: dict[str, Any]) -> Optimizer:
-    fields_ = dict(data)
-    return OPTIMIZERS[fields_.pop("kind")](**fields_)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ class BenchConfig:
     max_rounds: int
     warmup_rounds: int
     calibration_seconds: float
-    # The harness-overhead report (harness.measure.overhead) on digits: variants, widths, epochs per
+    # The harness-overhead report (harness.run.overhead) on digits: variants, widths, epochs per
     # block (the first untimed) and ABBA rounds.
     overhead_variants: tuple[str, ...]
     overhead_hidden: tuple[int, ...]

@@ -23,7 +23,6 @@ import pytest
 
 import variants
 from harness.datasets import load_digits
-from harness.measure.overhead import measure
 from harness.measure.roofline import (
     BACKENDS,
     CHAINS_PER_CALL,
@@ -33,6 +32,7 @@ from harness.measure.roofline import (
 )
 from harness.run import cluster
 from harness.run.launch import uses_framework
+from harness.run.overhead import measure
 from harness.task import glorot_uniform, make_task
 from variants.base import Adam
 
@@ -173,7 +173,7 @@ def test_gemm_roofline(benchmark, backend, batch_size, config, calibration):
 
 @pytest.mark.parametrize("name", CONFIG.overhead_variants)
 def test_harness_overhead(benchmark, name, config):
-    """Harness/bare throughput ratio (harness.measure.overhead), reported in extra_info; the time of
+    """Harness/bare throughput ratio (harness.run.overhead), reported in extra_info; the time of
     the row is only how long the measurement took."""
     task = make_task(load_digits(), config.overhead_hidden, config.overhead_epochs, seed=0)
     benchmark.group = "harness overhead (digits, batch 128)"

@@ -14,7 +14,7 @@ adjacent blocks gives one ratio harness/bare. The report is the median ratio wit
 over the pairs, and every sample. 1.0 means the harness reports exactly the bare speed; the
 target is within 2 %.
 
-    python -m harness.measure.overhead --variant numpy_scratch --variant tf2_function
+    python -m harness.run.overhead --variant numpy_scratch --variant tf2_function
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from harness.measure.stats import spread
 from harness.results import scores
 from harness.run import worker
 from harness.task import Task, make_task
-from variants.base import Adam, Optimizer
+from variants.base import Adam, Optimizer, optimizer_to_dict
 
 DEFAULT_VARIANTS = ("numpy_scratch", "tf2_function")
 
@@ -63,7 +63,7 @@ def harness_throughput(
         task_path=str(task_path),
         variant=variant_name,
         variant_path=variants.resolve(variant_name),
-        optimizer=worker.optimizer_to_dict(optimizer),
+        optimizer=optimizer_to_dict(optimizer),
         batch_size=batch_size,
         epochs=task.epochs,
         device="cpu",
@@ -129,7 +129,7 @@ def measure(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.measure.overhead",
+        prog="python -m harness.run.overhead",
         description="Harness vs bare-loop throughput of a variant; prints JSON on stdout.",
     )
     parser.add_argument(

@@ -1,0 +1,113 @@
+"""What `mlpbench run` was asked to do, validated, and what a `--resume` may change of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import variants
+from harness.measure import noise
+from harness.results import scores
+from variants.base import Optimizer, optimizer_to_dict
+
+# controlled: the harness hands every variant the same weights, batch order and optimizer
+# constants; as-written: each level does those its own way (variants/base.py AsWritten).
+MODES = ("controlled", "as-written")
+# What `--ablate` hands back to the harness in an as-written run, one at a time.
+ABLATIONS = ("initializer", "batch_order", "optimizer", "dtype")
+# Settings that may change between a suite and its `--resume` without changing any result.
+# (parity_tolerance follows the dtype, which must not change; the current one judges them all)
+RESUMABLE_CHANGES = (
+    "timeout", "jobs", "calibrate", "retry_noisy", "parity_tolerance", "overhead"
+)  # fmt: skip
+
+
+class SuiteError(Exception):
+    """A suite that cannot start as asked (bad input found while planning): exit status 2."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything `mlpbench run` was asked to do, validated."""
+
+    variants: tuple[str, ...]  # names as results show them: registry name or module:Class
+    variant_paths: tuple[tuple[str, str], ...]  # (name, "module:Class") for each variant
+    dataset: str
+    data_dir: str | None
+    epochs: int
+    batch_size: int
+    optimizer: Optimizer
+    hidden: tuple[int, ...]
+    seeds: tuple[int, ...]
+    device: str
+    parity: bool
+    target_accuracy: float
+    timeout: float
+    jobs: int
+    calibrate: bool
+    out: Path
+    cold_start: bool = False
+    resume: bool = False
+    force: bool = False
+    argv: tuple[str, ...] = ()
+    workers: int = 1  # replicas of each distributed variant (harness/run/cluster.py)
+    retry_noisy: int = 0  # times a run flagged noisy is measured again
+    noisy_threshold: float = noise.NOISY_CORES  # foreign CPU, in cores, that makes a run noisy
+    overhead: str = "reference"  # whose harness/bare ratio is measured: "reference" or "all"
+    dtype: str = "float32"  # of the data, the weights and the training (variants/base.py DTYPES)
+    mode: str = "controlled"  # or "as-written": each level its own way (MODES)
+    ablate: str | None = None  # as-written: what is handed back to the harness (ABLATIONS)
+
+    @property
+    def parity_tolerance(self) -> float:
+        return scores.parity_tolerance(self.dtype)
+
+    def path_of(self, variant: str) -> str:
+        return dict(self.variant_paths)[variant]
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {
+            "variants": list(self.variants),
+            "variant_paths": dict(self.variant_paths),
+            "dataset": self.dataset,
+            "data_dir": self.data_dir,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "optimizer": optimizer_to_dict(self.optimizer),
+            "hidden": list(self.hidden),
+            "seeds": list(self.seeds),
+            "device": self.device,
+            "parity": self.parity,
+            "reference": variants.REFERENCE if self.parity else None,
+            "target_accuracy": self.target_accuracy,
+            "timeout": self.timeout,
+            "jobs": self.jobs,
+            "calibrate": self.calibrate,
+            "start": "cold" if self.cold_start else "warm",
+            "retry_noisy": self.retry_noisy,
+            "noisy_threshold": self.noisy_threshold,
+            # only when asked for, so that suites from before the option still resume
+            **({"workers": self.workers} if self.workers > 1 else {}),
+            **({"overhead": self.overhead} if self.overhead != "reference" else {}),
+            **({"dtype": self.dtype} if self.dtype != "float32" else {}),
+            **({"mode": self.mode} if self.mode != "controlled" else {}),
+            **({"ablate": self.ablate} if self.ablate else {}),
+            # what parity_pass was judged by: reports read it from here
+            "parity_tolerance": self.parity_tolerance,
+        }
+
+
+def check_resumable(config: RunConfig, manifest: dict[str, Any]) -> None:
+    """A resumed suite must be the same experiment, or its runs would not be comparable."""
+    old, new = manifest.get("config", {}), config.to_manifest()
+    # the defaults are not stored
+    stored_when_not = {"workers": 1, "dtype": "float32", "mode": "controlled", "ablate": None}
+    old, new = {**stored_when_not, **old}, {**stored_when_not, **new}
+    changed = [k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
+    if changed:
+        k = changed[0]
+        raise SuiteError(
+            f"--resume: {config.out} was run with {k}={old.get(k)!r}, not {new[k]!r}; "
+            "use the same settings, or --force to start over"
+        )
