@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.cli.main import build_parser, make_config
+from harness.cli.options import build_parser
+from harness.cli.validate import make_config
 from harness.datasets import load_digits
-from harness.measure.roofline import calibrate
+from harness.measure.calibrate import calibrate
 from harness.results import scores
 from harness.run import memory
 from harness.run.config import SuiteError, check_resumable

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.cli import main as cli
+from harness.cli import validate
 from harness.datasets import load_digits
 from harness.results import storage
 from harness.task import make_task
@@ -133,9 +133,9 @@ def test_a_second_suite_into_a_folder_in_use_is_refused(tmp_path):
 
 def test_default_folders_of_one_second_differ(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    first = cli.default_out()
+    first = validate.default_out()
     first.mkdir(parents=True)
-    second = cli.default_out()
+    second = validate.default_out()
     assert second != first and not second.exists()
 
 

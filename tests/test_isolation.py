@@ -80,7 +80,7 @@ def test_harness_activities_never_overlap_a_timed_window(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     names = [a["activity"] for a in manifest["timeline"]]
     assert names[0] == "warm server start"  # ready before the first run
-    assert {"harness.measure.roofline", "harness.run.overhead"} <= set(names)
+    assert {"harness.measure.calibrate", "harness.run.overhead"} <= set(names)
     assert manifest["isolation"] == {"timed_windows": 12, "overlaps": []}
     # the same check, recomputed from what the folder stores, and shown able to fire
     epochs = pd.read_csv(out / "epochs.csv")

@@ -1,5 +1,6 @@
-"""FLOP counting, calibration and the roofline fraction (harness/measure/roofline.py); nothing here
-depends on how fast the machine is."""
+"""FLOP counting and the roofline fraction (harness/measure/roofline.py), and the GEMM calibration
+they are read against (harness/measure/calibrate.py); nothing here depends on how fast the machine
+is."""
 
 from __future__ import annotations
 
@@ -11,18 +12,16 @@ import sys
 import numpy as np
 import pytest
 
-from harness.measure.roofline import (
+from harness.measure.calibrate import (
     BACKENDS,
     CHAINS_PER_CALL,
     calibrate,
     combine,
-    flops_per_sample,
     gemm_operands,
-    gemm_shapes,
     numpy_gemm_step,
-    roofline_fraction,
     tensorflow_gemm_step,
 )
+from harness.measure.roofline import flops_per_sample, gemm_shapes, roofline_fraction
 from variants.base import ModelSpec
 
 TINY = ModelSpec(input_size=3, hidden=(4,), num_classes=2)
@@ -78,14 +77,26 @@ def test_calibrate_numpy_only_needs_no_tensorflow():
     assert result["peak_gflops"] == result["numpy_gflops"]
 
 
-def test_module_prints_the_calibration_as_json():
-    cmd = [sys.executable, "-m", "harness.measure.roofline", "--input-size", "8", "--hidden", "6,4"]
+def calibration_json(module: str) -> dict:
+    cmd = [sys.executable, "-m", module, "--input-size", "8", "--hidden", "6,4"]
     cmd += ["--batch-size", "4", "--min-seconds", "0.05", "--repeats", "3", "--backends", "numpy"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
-    result = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_module_prints_the_calibration_as_json():
+    result = calibration_json("harness.measure.calibrate")
     assert result["layer_sizes"] == [8, 6, 4, 10]
     assert result["flops_per_sample"] == flops_per_sample(ModelSpec(8, (6, 4), 10))
     assert result["peak_gflops"] > 0
+
+
+def test_the_model_and_the_calibration_import_without_tensorflow():
+    """Reports import the model, the runner the calibration's BACKENDS and combine: neither may
+    load TensorFlow, which the calibration imports only in the process that times it."""
+    code = "import sys, harness.measure.roofline, harness.measure.calibrate\n"
+    code += "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_combine_merges_backends_measured_apart():

@@ -132,8 +132,10 @@ def test_good_suite_measures_the_harness_overhead(good_suite):
     assert "error" not in overhead, overhead
     assert overhead["variant"] == "numpy_scratch"
     assert len(overhead["ratios"]) == overhead["rounds"] >= 3
-    # a sanity band only: the 2 % target is a benchmark figure, not a timed unit test
-    assert 0.5 < overhead["ratio_median"] < 2
+    # A sanity band only (the 2 % target is a benchmark figure, not a timed unit test): wide
+    # enough for a loaded 2-core machine (2.9 seen beside a benchmark run), narrow enough to
+    # catch the two sides timing different work (6 epochs against 1 reads 6).
+    assert 0.25 < overhead["ratio_median"] < 4
     assert "harness/bare throughput of numpy_scratch" in result.stdout + result.stderr
 
 

@@ -1,5 +1,7 @@
 """`python -m harness.cli` is `mlpbench`."""
 
+import sys
+
 from harness.cli.main import main
 
-main()
+sys.exit(main())

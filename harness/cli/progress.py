@@ -1,5 +1,6 @@
 """What `mlpbench run` shows while it works and when it ends (rich): a live line per running
-worker (variant, seed, epoch, loss), a line per finished run, and the summary table.
+worker (variant, seed, epoch, loss), a line per finished run, then the summary table and the
+verdict.
 
 Progress goes to stderr and the table to stdout, so `mlpbench run > table.txt` keeps only the
 result. The live display refreshes twice a second: the runner shares the CPU with the run it
@@ -9,6 +10,8 @@ is timing and must stay quiet.
 from __future__ import annotations
 
 import math
+import shlex
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -17,7 +20,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness.run.suite import RunRecord
+import variants
+from harness.cli.errors import PROG
+from harness.run.record import RunRecord
+from harness.run.suite import Suite
 
 STATUS_STYLE = {"ok": "green", "diverged": "yellow", "timeout": "red", "failed": "red"}
 
@@ -152,3 +158,61 @@ def summary_table(summary: pd.DataFrame, title: str = "") -> Table:
         ]
         table.add_row(*cells, *([problem] if any_problem else []))
     return table
+
+
+def print_end(suite: Suite, code: int, resume_out: Path) -> None:
+    """After a suite: the table of its runs on stdout; on stderr, the verdict and the learning
+    claims, or, if it was interrupted, how to finish it (`resume_out`: the folder to resume)."""
+    finished = [r for r in suite.records if r.status != "pending"]
+    if finished:
+        summary = suite.summary()
+        table = summary_table(summary[summary["status"] != "pending"], title=str(suite.config.out))
+        make_console().print(table)
+    err = make_console(stderr=True)
+    lines = _resume_hint(suite, len(finished), resume_out) if code == 130 else _verdict(suite)
+    for line in lines:
+        err.print(line, highlight=False, markup=False)
+
+
+def _resume_hint(suite: Suite, finished: int, resume_out: Path) -> list[str]:
+    config = suite.config
+    argv = [a for a in config.argv if a not in ("--force",)]
+    if not any(a == "--out" or a.startswith("--out=") for a in argv):
+        argv += ["--out", str(resume_out)]
+    return [
+        f"interrupted: {finished} of {len(suite.records)} runs kept in {config.out}; "
+        f"finish with: {shlex.join([*argv, '--resume'] if '--resume' not in argv else argv)}"
+    ]
+
+
+def _verdict(suite: Suite) -> list[str]:
+    """How many runs were ok and passed parity, then each learning claim's answer."""
+    config, records = suite.config, suite.records
+    bad = [r for r in records if r.status != "ok"]
+    summary = suite.summary()
+    parity = summary["learning_pass"].eq(False).sum()
+    rounding = (summary["parity_pass"].eq(False) & summary["learning_pass"].eq(True)).sum()
+    verdict = f"{len(records) - len(bad)} of {len(records)} runs ok"
+    if bad:
+        verdict += ", " + ", ".join(f"{r.variant} seed {r.seed}: {r.status}" for r in bad[:5])
+    if parity:
+        verdict += f"; {parity} failed the parity check against {variants.REFERENCE}"
+    if rounding:
+        verdict += (
+            f"; {rounding} parted from {variants.REFERENCE} late but stayed within its seed "
+            "band (amplified float32 rounding, not a failure)"
+        )
+    lines = [f"{verdict}. Results: {config.out}"]
+    answer = {True: "supported", False: "not supported", None: "cannot be answered"}
+    for claim in (suite.manifest.get("learning") or {}).get("claims", []):
+        p, delta = claim.get("p_value", math.nan), claim.get("cliffs_delta", math.nan)
+        lines.append(
+            f"claim '{claim['claim']}': {answer[claim.get('supported')]}"
+            + (
+                f" ({claim['a']} vs {claim['b']}, p = {p:.2g}, Cliff's δ = {delta:+.2f})"
+                if claim.get("supported") is not None
+                else f" ({claim.get('reason')})"
+            )
+            + f"; why: {PROG} report {config.out}"
+        )
+    return lines

@@ -14,7 +14,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
+from harness.cli.errors import fail
+from harness.report.bench_compare import probability
+
+EXIT_OK, EXIT_REGRESSION = 0, 1
 
 
 def build_report(result_dirs: Sequence[Path], out: Path, *, command: str | None = None) -> Path:
@@ -107,7 +110,8 @@ def parse_threshold(text: str) -> float:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this module's commands to the `mlpbench` parser; each sets `func(args) -> int`."""
+    """Add this module's commands and their options to the `mlpbench` parser; `COMMANDS` runs
+    them."""
     p = subparsers.add_parser(
         "report",
         help="build an HTML/PNG report from stored results",
@@ -119,7 +123,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("results", nargs="+", type=Path, help="results/NAME folder(s), or one sweep")
     p.add_argument("--out", type=Path, help="output folder (default: reports/NAME)")
-    p.set_defaults(func=_report)
 
     p = subparsers.add_parser(
         "compare",
@@ -143,7 +146,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="significance level (default 0.05)",
     )
     p.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML page")
-    p.set_defaults(func=_compare)
 
     p = subparsers.add_parser(
         "export-tensorboard",
@@ -154,12 +156,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("results", type=Path, help="results/NAME folder")
     p.add_argument("dir", type=Path, help="output log directory")
-    p.set_defaults(func=_export_tensorboard)
-
-
-def _error(message: str) -> int:
-    print(f"mlpbench: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 def _results_error(exc: Exception, *paths: Path) -> int:
@@ -173,8 +169,8 @@ def _results_error(exc: Exception, *paths: Path) -> int:
                 example = sweep.read_sweep_folder(path).points[-1][1]
             except ResultsError:
                 break
-            return _error(f"{path} is a sweep folder: give one of its folders, e.g. {example}")
-    return _error(str(exc))
+            return fail(f"{path} is a sweep folder: give one of its folders, e.g. {example}")
+    return fail(str(exc))
 
 
 def _invoked(args: argparse.Namespace) -> str:
@@ -191,20 +187,9 @@ def _report(args: argparse.Namespace) -> int:
     try:
         index = build_report(args.results, out, command=_invoked(args))
     except ResultsError as exc:
-        return _error(str(exc))
+        return fail(str(exc))
     print(f"report: {index}")
     return EXIT_OK
-
-
-def probability(text: str) -> float:
-    """A significance level: a number strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value:g}")
-    return value
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -219,7 +204,7 @@ def _compare(args: argparse.Namespace) -> int:
     except ResultsError as exc:
         return _results_error(exc, args.a, args.b)
     except OSError as exc:
-        return _error(f"cannot write {args.html}: {exc}")
+        return fail(f"cannot write {args.html}: {exc}")
     return EXIT_REGRESSION if result.regressions else EXIT_OK
 
 
@@ -232,6 +217,9 @@ def _export_tensorboard(args: argparse.Namespace) -> int:
     except ResultsError as exc:
         return _results_error(exc, args.results)
     except OSError as exc:
-        return _error(f"cannot write to {args.dir}: {exc}")
+        return fail(f"cannot write to {args.dir}: {exc}")
     print(f"wrote {len(runs)} TensorBoard runs to {args.dir}: tensorboard --logdir {args.dir}")
     return EXIT_OK
+
+
+COMMANDS = {"report": _report, "compare": _compare, "export-tensorboard": _export_tensorboard}

@@ -39,7 +39,6 @@ from rich.markup import escape
 from rich.table import Table
 from scipy import stats as sps
 
-from harness.cli.report import probability
 from harness.measure import stats
 
 THRESHOLD = 0.15
@@ -58,6 +57,17 @@ class Verdict:
     change: stats.RatioCI  # lower quartile of NEW / that of BASE, of the measure
     p_value: float
     verdict: str  # "slower", "faster", "same"
+
+
+def probability(text: str) -> float:
+    """A significance level: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value:g}")
+    return value
 
 
 def machine_speed(benchmarks: dict[str, dict[str, Any]]) -> dict[str, float]:

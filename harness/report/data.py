@@ -52,6 +52,11 @@ class ReportData:
         """The loosest tolerance the sets' parity was judged by (their manifests')."""
         return max((s.parity_tolerance for s in self.sets), default=scores.PARITY_TOLERANCE)
 
+    @property
+    def warmup_epochs(self) -> int:
+        """The longest warm-up the sets' manifests record: no set is judged on its warm-up."""
+        return max((s.warmup_epochs for s in self.sets), default=scores.WARMUP_EPOCHS)
+
     def target_accuracy(self) -> float | None:
         targets = {s.config.get("target_accuracy") for s in self.sets} - {None}
         return float(targets.pop()) if len(targets) == 1 else None
@@ -110,15 +115,12 @@ def _block(s: ResultSet, seed: object) -> str:
     return str(task.get("fingerprint") or f"{s.name}/seed{seed}")
 
 
-def throughput_samples(epochs: pd.DataFrame) -> pd.DataFrame:
+def throughput_samples(epochs: pd.DataFrame, warmup: int = scores.WARMUP_EPOCHS) -> pd.DataFrame:
     """The per-epoch throughput windows that make up the steady state (results/README.md):
-    epochs 2..N of each run, or epoch 1 when a run has a single epoch. These are the timing
-    repeats the spreads and tests are computed from."""
-    if epochs.empty:
-        return epochs
-    last = epochs.groupby(["label", "seed"])["epoch"].transform("max")
-    keep = (epochs["epoch"] >= 2) | (last == 1)
-    return epochs[keep & np.isfinite(epochs["samples_per_second"])]
+    the epochs after the manifest's warm-up (epochs 2..N), or all of a run's epochs when it has
+    no more. These are the timing repeats the spreads and tests are computed from."""
+    steady = scores.steady_rows(epochs, warmup)
+    return steady[np.isfinite(steady["samples_per_second"])] if len(steady) else steady
 
 
 def throughput_by_label(data: ReportData) -> dict[str, np.ndarray]:
@@ -127,7 +129,9 @@ def throughput_by_label(data: ReportData) -> dict[str, np.ndarray]:
     steady-state value instead, so no variant is left out."""
     quiet = data.ok[~data.ok["noisy"].eq(True)]
     keys = quiet[["label", "seed"]].drop_duplicates()
-    windows = throughput_samples(data.epochs.merge(keys, on=["label", "seed"], how="inner"))
+    windows = throughput_samples(
+        data.epochs.merge(keys, on=["label", "seed"], how="inner"), data.warmup_epochs
+    )
     out: dict[str, np.ndarray] = {}
     for lab in data.labels:
         ok = quiet[quiet["label"] == lab]

@@ -57,6 +57,11 @@ class ResultSet:
         return scores.recorded_tolerance(self.config)
 
     @property
+    def warmup_epochs(self) -> int:
+        """The epochs its speed is not judged on, as the manifest stores it."""
+        return scores.recorded_warmup(self.config)
+
+    @property
     def environment(self) -> dict[str, Any]:
         return self.manifest.get("environment") or {}
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # the worker imports this module: pandas only where frames are scored
+    import pandas as pd
 
 PARITY_TOLERANCE = 1e-5  # float32, the default
 # float64 (`--dtype float64`): where rounding cannot part the trajectories over a whole run.
@@ -127,3 +130,125 @@ def seed_band_gap(
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(band > 0, gap / band, np.where(gap > 0, np.inf, 0.0))
     return float(ratio.max())
+
+
+def recorded_warmup(config: Mapping[str, Any]) -> int:
+    """The warm-up epochs a results folder's speed was judged without, from its manifest's
+    `config`: `warmup_epochs`, or for a folder from before it was recorded, the one epoch."""
+    value = config.get("warmup_epochs")
+    return int(value) if value is not None else WARMUP_EPOCHS
+
+
+def steady_rows(epochs: pd.DataFrame, warmup: int = WARMUP_EPOCHS) -> pd.DataFrame:
+    """`steady` for a frame of epoch rows (one group per variant or label, and seed): the rows
+    after the warm-up of each run, or all of a run's rows if it has no more."""
+    if epochs.empty:
+        return epochs
+    run = [c for c in ("label", "variant") if c in epochs.columns][:1] + ["seed"]
+    last = epochs.groupby(run)["epoch"].transform("max")
+    return epochs[(epochs["epoch"] > warmup) | (last <= warmup)]
+
+
+def summarize(
+    manifest: Mapping[str, Any],
+    runs: Sequence[Mapping[str, Any]],
+    steps: pd.DataFrame,
+    epochs: pd.DataFrame,
+    sources: Mapping[str, Mapping[str, Any] | None],
+) -> pd.DataFrame:
+    """summary.csv: one row per run, scored from its step and epoch rows with the constants
+    the manifest records (reference, parity tolerance, warm-up, noise threshold, target).
+    `runs` are the manifest's run records; `sources` a variant's `api_level`, `loc`, `sha256`."""
+    import pandas as pd
+
+    from harness.measure import noise, roofline
+    from harness.results.storage import SUMMARY_COLUMNS
+
+    config = manifest.get("config") or {}
+    tasks = manifest.get("tasks") or {}
+    warmup = recorded_warmup(config)
+    tolerance = recorded_tolerance(config)
+    reference_name = config.get("reference") if config.get("parity") else None
+    by_run_steps = {
+        k: g["loss"].to_numpy(np.float64) for k, g in steps.groupby(["variant", "seed"])
+    }
+    by_run_epochs = {k: g.sort_values("epoch") for k, g in epochs.groupby(["variant", "seed"])}
+
+    def losses(key: tuple[str, int]) -> np.ndarray:
+        return by_run_steps.get(key, np.empty(0))
+
+    def curve(key: tuple[str, int]) -> np.ndarray:
+        frame = by_run_epochs.get(key)
+        return np.empty(0) if frame is None else frame["train_loss"].to_numpy(np.float64)
+
+    ok = {(r["variant"], int(r["seed"])) for r in runs if r.get("status") == "ok"}
+    reference = {s: losses((v, s)) for v, s in ok if v == reference_name}
+    curves = {seed: curve((reference_name, seed)) for seed in reference}
+    peak = (manifest.get("calibration") or {}).get("peak_gflops")
+    measured = manifest.get("overhead_by_variant") or {}
+    rows = []
+    for r in runs:
+        key = (r["variant"], int(r["seed"]))
+        source = sources.get(r["variant"]) or {}
+        task = tasks.get(str(key[1])) or {}
+        row: dict[str, Any] = {
+            "variant": key[0],
+            "seed": key[1],
+            "status": r.get("status"),
+            "error": r.get("error"),
+            "api_level": r.get("api_level") or source.get("api_level"),
+            "device": r.get("device"),
+            "first_step_seconds": r.get("first_step_seconds"),
+            "peak_rss_mb": r.get("peak_rss_mb"),
+            "params": r.get("params"),
+            "loc": source.get("loc"),
+            "source_sha256": source.get("sha256"),
+            "level": r.get("level"),
+            "rung": r.get("rung"),
+            "contended": int(config.get("jobs") or 1) > 1,
+            "attempts": r.get("attempts"),
+        }
+        frame = by_run_epochs.get(key)
+        if key in ok and frame is not None and len(frame):
+            acc, sec = frame["test_accuracy"].tolist(), frame["seconds"].tolist()
+            to_target = time_to_target(acc, sec, float(config.get("target_accuracy") or 1.0))
+            timed = sec[warmup:] if len(sec) > warmup else sec
+            total = float(sum(timed))
+            row.update(
+                test_accuracy=acc[-1],
+                test_loss=float(frame["test_loss"].iloc[-1]),
+                samples_per_second=task.get("n_train", math.nan) * len(timed) / total
+                if total > 0
+                else math.nan,
+                epochs_to_target=to_target[0],
+                seconds_to_target=to_target[1],
+            )
+            foreign = [None if pd.isna(f) else float(f) for f in frame["foreign_cpu_seconds"]]
+            load = noise.assess(
+                foreign[warmup:] if len(foreign) > warmup else foreign,
+                timed,
+                threshold=float(config.get("noisy_threshold", noise.NOISY_CORES)),
+            )
+            if load is not None:
+                row.update(
+                    foreign_cpu=load.cores, foreign_cpu_se=load.standard_error, noisy=load.noisy
+                )
+        if key[1] in reference and key in ok:
+            gap = max_abs_diff(losses(key), reference[key[1]])
+            if gap is not None:
+                band_gap = seed_band_gap(curve(key), curves[key[1]], list(curves.values()))
+                row.update(
+                    parity_max_abs_diff=gap,
+                    parity_pass=gap < tolerance,
+                    parity_steps_within=steps_within(losses(key), reference[key[1]], tolerance),
+                    seed_band_gap=band_gap,
+                    # exact, or no further from the reference than another seed would be
+                    learning_pass=gap < tolerance or (band_gap is not None and band_gap <= 1.0),
+                )
+        row["harness_overhead"] = (measured.get(key[0]) or {}).get("ratio_median")
+        row["flops_per_sample"] = fps = task.get("flops_per_sample")
+        sps = row.get("samples_per_second")
+        if peak and sps and fps:
+            row["roofline_fraction"] = roofline.roofline_fraction(sps, fps, peak)
+        rows.append(row)
+    return pd.DataFrame(rows).reindex(columns=SUMMARY_COLUMNS)

@@ -95,6 +95,8 @@ class RunConfig:
             **({"ablate": self.ablate} if self.ablate else {}),
             # what parity_pass was judged by: reports read it from here
             "parity_tolerance": self.parity_tolerance,
+            # the epochs speed is not judged on (tracing, compilation): reports read it here
+            "warmup_epochs": scores.WARMUP_EPOCHS,
         }
 
 
@@ -102,7 +104,10 @@ def check_resumable(config: RunConfig, manifest: dict[str, Any]) -> None:
     """A resumed suite must be the same experiment, or its runs would not be comparable."""
     old, new = manifest.get("config", {}), config.to_manifest()
     # the defaults are not stored
-    stored_when_not = {"workers": 1, "dtype": "float32", "mode": "controlled", "ablate": None}
+    stored_when_not = {
+        "workers": 1, "dtype": "float32", "mode": "controlled", "ablate": None,
+        "warmup_epochs": scores.WARMUP_EPOCHS,
+    }  # fmt: skip
     old, new = {**stored_when_not, **old}, {**stored_when_not, **new}
     changed = [k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
     if changed:

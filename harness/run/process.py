@@ -19,7 +19,7 @@ from harness.run.launch import Launcher
 from harness.run.worker import WorkerConfig
 
 if TYPE_CHECKING:
-    from harness.run.suite import RunRecord
+    from harness.run.record import RunRecord
 
 
 def _last_exception_line(log: Path) -> str | None:

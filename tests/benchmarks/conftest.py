@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.measure.roofline import calibrate
+from harness.measure.calibrate import calibrate
 from variants.base import ModelSpec
 
 

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 import variants
-from harness.measure.roofline import flops_per_sample, gemm_step, thread_settings
+from harness.measure.calibrate import gemm_step, thread_settings
+from harness.measure.roofline import flops_per_sample
 from harness.run import cluster
 from harness.task import glorot_uniform
 from variants.base import SGD, Adam, ModelSpec

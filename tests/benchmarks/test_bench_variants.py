@@ -23,13 +23,8 @@ import pytest
 
 import variants
 from harness.datasets import load_digits
-from harness.measure.roofline import (
-    BACKENDS,
-    CHAINS_PER_CALL,
-    flops_per_sample,
-    gemm_step,
-    roofline_fraction,
-)
+from harness.measure.calibrate import BACKENDS, CHAINS_PER_CALL, gemm_step
+from harness.measure.roofline import flops_per_sample, roofline_fraction
 from harness.run import cluster
 from harness.run.launch import uses_framework
 from harness.run.overhead import measure

@@ -1,0 +1,284 @@
+"""`run` and `sweep` input, checked: the parsed options become a validated RunConfig with its
+dataset and variant sources, and the output folder and memory are checked, before any work.
+
+Every check raises UsageError (harness/cli/errors.py): one line, exit status 2. User classes
+and --mode as-written are checked by importing them in a throwaway process, so that the runner
+never imports TensorFlow; the device is checked by harness/run/device.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import variants
+from harness import datasets
+from harness.cli.errors import PROG, UsageError
+from harness.cli.options import DEFAULT_HIDDEN, DEFAULT_TARGET, DEFAULTS, int_list
+from harness.measure import loc
+from harness.results import storage
+from harness.run import device
+from variants.base import OPTIMIZERS
+
+if TYPE_CHECKING:
+    from harness.datasets import Dataset
+    from harness.run.config import RunConfig
+
+
+def select_variants(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(name, module:Class) in the order asked; the parity reference first when needed."""
+    chosen: list[tuple[str, str]] = []
+    spec = args.variants if args.variants is not None else ("" if args.variant else "all")
+    names = list(variants.REGISTRY) if spec.strip() == "all" else spec.split(",")
+    for name in (n.strip() for n in names):
+        if not name:
+            continue
+        if name not in variants.REGISTRY:
+            raise UsageError(
+                f"unknown variant {name!r}: use one of {', '.join(variants.REGISTRY)} or all"
+            )
+        chosen.append((name, variants.REGISTRY[name]))
+    for path in args.variant:
+        module, _, cls = path.partition(":")
+        if not module or not cls:
+            raise UsageError(f"--variant {path!r}: expected package.module:Class")
+        chosen.append((path, path))
+    if not chosen:
+        raise UsageError("no variants selected")
+    unique = list(dict.fromkeys(chosen))  # a variant named twice runs once
+    if args.parity and variants.REFERENCE not in dict(unique):
+        unique.insert(0, (variants.REFERENCE, variants.REGISTRY[variants.REFERENCE]))
+    return unique
+
+
+def check_output(
+    out: Path,
+    resume: bool,
+    force: bool,
+    read: Callable[[Path], object] = storage.read_manifest,
+) -> None:
+    """The --out folder can be written as asked; `read` checks that a folder to resume is of
+    the right kind (a results folder, or for `sweep` a sweep folder)."""
+    if resume and force:
+        raise UsageError("--resume and --force contradict each other: pick one")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file")
+    here = Path.cwd().resolve()
+    if force and out.is_dir() and (out.resolve() == here or out.resolve() in here.parents):
+        raise UsageError(
+            f"--out {out} --force would delete the folder you are in; run from another folder"
+        )
+    if out.is_dir():
+        try:
+            storage.check_not_busy(out)
+        except storage.ResultsError as exc:
+            raise UsageError(str(exc)) from None
+    contents = out.is_dir() and any(p.name != storage.LOCK for p in out.iterdir())
+    if contents and not (resume or force):
+        raise UsageError(f"{out} already exists: --resume to continue it, --force to overwrite it")
+    if resume and contents:
+        try:
+            read(out)
+        except storage.ResultsError as exc:
+            raise UsageError(f"--resume: {exc}") from None
+
+
+def _python_json(args: list[str], env: dict[str, str] | None = None) -> tuple[int, list[Any]]:
+    """Run `python ARGS` from here and parse each stdout line as JSON."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), env.get("PYTHONPATH")) if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env)
+    parsed = []
+    for line in proc.stdout.splitlines():
+        try:
+            parsed.append(json.loads(line))
+        except ValueError:
+            continue
+    return proc.returncode, parsed
+
+
+def check_user_variants(paths: list[str]) -> dict[str, Path]:
+    """Import user classes in a throwaway process (they may import TensorFlow, which the
+    runner must not) and check the protocol; returns each one's source file."""
+    if not paths:
+        return {}
+    code, results = _python_json(["-m", "harness.run.worker", "--check", *paths])
+    files = {}
+    for r in results:
+        if not r.get("ok"):
+            raise UsageError(f"--variant {r['path']}: {r['error']}")
+        files[r["path"]] = Path(r["file"]) if r.get("file") else None
+    if code != 0 or len(files) != len(paths):
+        raise UsageError(f"--variant: cannot check {', '.join(paths)} (status {code})")
+    return files
+
+
+def check_as_written(config: RunConfig, named: set[str]) -> RunConfig:
+    """--mode as-written runs only variants whose build takes `as_written` (variants/base.py),
+    found by importing them in a throwaway process. Those `named` on the command line must;
+    those of `all` that cannot are left out with a note."""
+    paths = [path for _, path in config.variant_paths]
+    code, results = _python_json(["-m", "harness.run.worker", "--check", *paths])
+    able = {r["path"] for r in results if r.get("as_written")}
+    if code != 0 or len(results) != len(paths):
+        raise UsageError(f"--mode as-written: cannot check {', '.join(paths)} (status {code})")
+    unable = [name for name, path in config.variant_paths if path not in able]
+    if refused := [name for name in unable if name in named]:
+        raise UsageError(
+            f"{', '.join(refused)} cannot run in --mode as-written (build takes no "
+            "as_written); leave them out"
+        )
+    kept = tuple((name, path) for name, path in config.variant_paths if path in able)
+    if not kept:
+        raise UsageError("no selected variant can run in --mode as-written")
+    if unable:
+        print(
+            f"{PROG}: left out of --mode as-written (their build takes no as_written): "
+            + ", ".join(unable),
+            file=sys.stderr,
+        )
+    return replace(config, variants=tuple(n for n, _ in kept), variant_paths=kept)
+
+
+def batch_sizes(args: argparse.Namespace) -> tuple[int, ...]:
+    """The batch sizes asked for: `run`'s one, or `sweep`'s list as given (the sweep orders
+    them, harness.run.sweep.plan)."""
+    return tuple(getattr(args, "batch_sizes", None) or (args.batch_size,))
+
+
+def default_out() -> Path:
+    """results/<UTC time to the second>, with -2, -3... for a second suite in that second
+    (the folder lock refuses a third started at the very same instant)."""
+    base = Path("results") / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
+def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
+    from harness.run.config import RunConfig
+
+    mode, ablate = getattr(args, "mode", "controlled"), getattr(args, "ablate", None)
+    if ablate and mode != "as-written":
+        raise UsageError(
+            f"--ablate {ablate} needs --mode as-written: it hands one of a level's own ways "
+            "back to the harness"
+        )
+    if mode == "as-written" and args.dtype != "float32" and ablate != "dtype":
+        raise UsageError(
+            "--mode as-written trains each level in its own default dtype: "
+            f"--dtype {args.dtype} needs --ablate dtype"
+        )
+    args.parity = args.parity and mode == "controlled"  # as written, no two levels step alike
+    chosen = select_variants(args)
+    optimizer_cls = OPTIMIZERS[args.optimizer]
+    optimizer = optimizer_cls() if args.lr is None else optimizer_cls(lr=args.lr)
+    seeds = "as_written_seeds" if mode == "as-written" else "seeds"
+    out = args.out or default_out()
+    return RunConfig(
+        variants=tuple(name for name, _ in chosen),
+        variant_paths=tuple(chosen),
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        batch_size=batch_sizes(args)[0],  # a sweep sets each point's own (harness.run.sweep.plan)
+        optimizer=optimizer,
+        hidden=args.hidden or DEFAULT_HIDDEN.get(args.dataset, (512, 256)),
+        seeds=tuple(dict.fromkeys(args.seeds or int_list(0)(DEFAULTS[seeds]))),
+        device=args.device,
+        parity=args.parity,
+        target_accuracy=args.target_accuracy or DEFAULT_TARGET.get(args.dataset, 0.9),
+        timeout=args.timeout,
+        jobs=args.jobs,
+        calibrate=args.calibrate,
+        cold_start=args.cold_start,
+        workers=args.workers,
+        retry_noisy=args.retry_noisy,
+        overhead=args.overhead,
+        dtype=args.dtype,
+        mode=mode,
+        ablate=ablate,
+        out=out,
+        resume=args.resume,
+        force=args.force,
+        argv=(PROG, *argv),
+    )
+
+
+@dataclass(frozen=True)
+class Validated:
+    """A suite's input once every check passed: what `Suite` needs besides a listener."""
+
+    config: RunConfig
+    dataset: Dataset
+    sources: dict[str, loc.SourceInfo | None]
+
+
+def check_memory(config: RunConfig, dataset: Dataset, batch_size: int) -> None:
+    """Refuse a suite the machine cannot hold before any of it starts."""
+    from harness.run import memory
+
+    shape = memory.Shape(
+        n_train=len(dataset.x_train),
+        n_test=len(dataset.x_test),
+        input_size=int(dataset.x_train.shape[1]),
+        hidden=config.hidden,
+        num_classes=dataset.num_classes,
+        batch_size=batch_size,
+        epochs=config.epochs,
+        runs=len(config.variants) * len(config.seeds),
+        processes=config.jobs * config.workers,
+        dtype=config.dtype,
+    )
+    try:
+        memory.check(shape)
+    except memory.MemoryBudgetError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def validate(args: argparse.Namespace) -> Validated:
+    """Every check of the run options, shared by `run` and `sweep`; raises UsageError before
+    anything is written or started."""
+    config = make_config(args, args.argv)
+    sources: dict[str, loc.SourceInfo | None] = {}
+    user_paths = [path for name, path in config.variant_paths if name not in variants.REGISTRY]
+    for name, path in config.variant_paths:
+        if name not in variants.REGISTRY:
+            continue  # a user class: located by the import check below
+        sources[name] = loc.source_info(path)
+        if sources[name] is None:
+            raise UsageError(f"variant {name}: module {path.partition(':')[0]} is not installed")
+    try:
+        dataset = datasets.load(args.dataset, args.data_dir, download=args.download)
+    except datasets.DatasetError as exc:
+        raise UsageError(" ".join(str(exc).split())) from None
+    flag = "--batch-sizes" if getattr(args, "batch_sizes", None) else "--batch-size"
+    for size in batch_sizes(args):
+        if size > len(dataset.x_train):
+            raise UsageError(
+                f"{flag}: {size} is larger than the {len(dataset.x_train)} "
+                f"training samples of {config.dataset}"
+            )
+    check_memory(config, dataset, min(batch_sizes(args)))
+    for path, file in check_user_variants(user_paths).items():
+        sources[path] = loc.source_info(path, file) if file else None
+    if config.mode == "as-written":
+        listed = args.variants if args.variants and args.variants.strip() != "all" else ""
+        named = {n.strip() for n in listed.split(",")} | set(args.variant)
+        config = check_as_written(config, named)
+    try:
+        device.check(config.device)
+    except device.DeviceError as exc:
+        raise UsageError(str(exc)) from None
+    return Validated(config, dataset, sources)
