@@ -30,9 +30,9 @@ def test_accuracy():
 
 
 def test_batch_sizes_end_with_the_short_batch():
-    assert scores.batch_sizes(1347, 128).tolist() == [128] * 10 + [67]
-    assert scores.batch_sizes(256, 128).tolist() == [128, 128]
-    assert scores.batch_sizes(5, 128).tolist() == [5]
+    assert scores.step_sizes(1347, 128).tolist() == [128] * 10 + [67]
+    assert scores.step_sizes(256, 128).tolist() == [128, 128]
+    assert scores.step_sizes(5, 128).tolist() == [5]
 
 
 def test_epoch_train_loss_weights_steps_by_batch_size():

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 
+from variants.base import Variant
+
 REGISTRY: dict[str, str] = {
     "numpy_scratch": "variants.numpy_scratch:NumpyScratch",
     "tf1_graph": "variants.tf1_graph:TF1Graph",
@@ -29,7 +31,12 @@ REGISTRY: dict[str, str] = {
 
 REFERENCE = "numpy_scratch"
 
-REQUIRED_METHODS = ("build", "train_epoch", "predict", "get_weights")
+# What the Variant protocol (variants/base.py) asks of a class, read from it so the two cannot
+# drift apart: its methods, and its class attributes (name, api_level).
+REQUIRED_METHODS = tuple(
+    n for n, v in vars(Variant).items() if callable(v) and not n.startswith("_")
+)
+REQUIRED_ATTRIBUTES = tuple(Variant.__annotations__)
 
 
 class VariantLoadError(Exception):
@@ -63,7 +70,7 @@ def load(name_or_path: str) -> type:
     if cls is None:
         raise VariantLoadError(f"module {module_name!r} has no class {class_name!r}")
     missing = [m for m in REQUIRED_METHODS if not callable(getattr(cls, m, None))]
-    missing += [a for a in ("name", "api_level") if not isinstance(getattr(cls, a, None), str)]
+    missing += [a for a in REQUIRED_ATTRIBUTES if not isinstance(getattr(cls, a, None), str)]
     if missing:
         raise VariantLoadError(
             f"{path} does not follow the Variant protocol (variants/base.py): "

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
+from scipy import stats as scipy_stats
 
 ALPHA = 0.05
 
@@ -68,7 +68,7 @@ def mean_ci(samples: Iterable[float], confidence: float = 0.95) -> MeanCI:
     if a.size < 2:
         return MeanCI(1, mean, math.nan, math.nan, confidence)
     # The t quantile, not 1.96: with 3 seeds the interval is 4.3 standard errors wide.
-    half = float(sps.t.ppf(0.5 + confidence / 2, a.size - 1) * sps.sem(a))
+    half = float(scipy_stats.t.ppf(0.5 + confidence / 2, a.size - 1) * scipy_stats.sem(a))
     return MeanCI(int(a.size), mean, mean - half, mean + half, confidence)
 
 
@@ -119,7 +119,7 @@ def compare_groups(
         if np.all(table == table[:1, :]):
             # Every variant scored the same within every seed: all ranks tie, no difference.
             return TestResult("Friedman", 0.0, 1.0, len(common))
-        stat, p = sps.friedmanchisquare(*table)
+        stat, p = scipy_stats.friedmanchisquare(*table)
         return TestResult("Friedman", float(stat), float(p), len(common))
     samples = [np.array(list(s.values())) for s in named.values()]
     n_min = min(a.size for a in samples)
@@ -129,7 +129,7 @@ def compare_groups(
         )
     if np.ptp(np.concatenate(samples)) == 0:
         return TestResult("Kruskal-Wallis", 0.0, 1.0, n_min)
-    stat, p = sps.kruskal(*samples)
+    stat, p = scipy_stats.kruskal(*samples)
     return TestResult("Kruskal-Wallis", float(stat), float(p), n_min)
 
 
@@ -155,7 +155,7 @@ def compare_samples(a: Sequence[float], b: Sequence[float]) -> ShiftResult:
     elif np.ptp(np.concatenate([xa, xb])) == 0:
         test = TestResult("Mann-Whitney U", 0.0, 1.0, n)
     else:
-        u, p = sps.mannwhitneyu(xa, xb, alternative="two-sided")
+        u, p = scipy_stats.mannwhitneyu(xa, xb, alternative="two-sided")
         test = TestResult("Mann-Whitney U", float(u), float(p), n)
     return ShiftResult(sa, sb, float(ratio), test)
 
@@ -186,7 +186,7 @@ def ratio_of_medians(
     ratio = float(np.quantile(xb, quantile) / np.quantile(xa, quantile))
     if min(xa.size, xb.size) < 2:
         return RatioCI(ratio, ratio, ratio, confidence)
-    result = sps.bootstrap(
+    result = scipy_stats.bootstrap(
         (xb, xa),
         lambda b, a, axis: (
             np.quantile(b, quantile, axis=axis) / np.quantile(a, quantile, axis=axis)
@@ -215,7 +215,7 @@ def mann_whitney(
         return TestResult("Mann-Whitney U", math.nan, math.nan, n, "fewer than 2 samples")
     if np.ptp(np.concatenate([xa, xb])) == 0:
         return TestResult("Mann-Whitney U", float(xa.size * xb.size / 2), 1.0, n)
-    u, p = sps.mannwhitneyu(xa, xb, alternative=alternative)
+    u, p = scipy_stats.mannwhitneyu(xa, xb, alternative=alternative)
     return TestResult("Mann-Whitney U", float(u), float(p), n)
 
 

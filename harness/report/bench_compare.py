@@ -37,7 +37,7 @@ import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from scipy import stats as sps
+from scipy import stats as scipy_stats
 
 from harness.measure import stats
 
@@ -118,8 +118,8 @@ def judge(
     change = stats.ratio_of_medians(a, b, quantile=QUANTILE)
     if min(len(a), len(b)) < 3 or not math.isfinite(change.ratio):
         return Verdict(name, base_kind, change, math.nan, "same")
-    slower_p = float(sps.mannwhitneyu(b, a, alternative="greater").pvalue)
-    faster_p = float(sps.mannwhitneyu(b, a, alternative="less").pvalue)
+    slower_p = float(scipy_stats.mannwhitneyu(b, a, alternative="greater").pvalue)
+    faster_p = float(scipy_stats.mannwhitneyu(b, a, alternative="less").pvalue)
     if change.ratio > 1 + threshold and slower_p < alpha:
         return Verdict(name, base_kind, change, slower_p, "slower")
     if change.ratio < 1 / (1 + threshold) and faster_p < alpha:

@@ -83,7 +83,7 @@ def combine(sets: Sequence[ResultSet]) -> ReportData:
             df.insert(0, "set", pd.Series(set_name, index=df.index, dtype=str))
             run_labels = [label(v, set_name) for v in df["variant"]]
             df.insert(0, "label", pd.Series(run_labels, index=df.index, dtype=str))
-            blocks = [_block(s, seed) for seed in df["seed"]]
+            blocks = [_task_block(s, seed) for seed in df["seed"]]
             df["block"] = pd.Series(blocks, index=df.index, dtype=str)
             frames[key].append(df)
         for v in s.summary["variant"]:
@@ -106,7 +106,7 @@ def _unique_set_names(sets: Sequence[ResultSet]) -> list[str]:
     return names
 
 
-def _block(s: ResultSet, seed: object) -> str:
+def _task_block(s: ResultSet, seed: object) -> str:
     """The pairing key of a seed: its task fingerprint (the data, weights and batch orders
     every variant of that seed received), so seeds pair across sets only if truly equal."""
     if pd.isna(seed):
@@ -239,7 +239,7 @@ def variant_table(data: ReportData) -> pd.DataFrame:
         runs = data.summary[data.summary["label"] == lab]
         ok = runs[runs["status"] == "ok"]
         acc = stats.mean_ci(ok["test_accuracy"])
-        sps = stats.spread(tput.get(lab, []))
+        speed = stats.spread(tput.get(lab, []))
         first = stats.spread(ok["first_step_seconds"])
         target = stats.spread(ok["seconds_to_target"])
         rss = stats.spread(ok["peak_rss_mb"])
@@ -251,8 +251,8 @@ def variant_table(data: ReportData) -> pd.DataFrame:
                 "runs ok": f"{len(ok)}/{len(runs)}",
                 "test accuracy (mean)": acc.mean,
                 "95% CI ±": acc.half_width,
-                "samples/s (median)": sps.median,
-                "samples/s IQR": _range(sps.q1, sps.q3),
+                "samples/s (median)": speed.median,
+                "samples/s IQR": _range(speed.q1, speed.q3),
                 "first step s (median)": first.median,
                 "s to target (median)": target.median,
                 "peak RSS MB (median)": rss.median,

@@ -70,15 +70,15 @@ def read_results(path: Path) -> ResultSet:
     path = Path(path)
     _require_folder(path)
     results = storage.load_results(path)
-    summary = _typed(results.summary)
+    summary = results.summary
     _check_runs(path, summary, results.manifest)
     return ResultSet(
         name=str(results.manifest.get("name") or path.name),
         path=path,
         manifest=results.manifest,
         summary=_with_manifest_runs(summary, results.manifest),
-        epochs=_typed(results.epochs),
-        steps=_typed(results.steps),
+        epochs=results.epochs,
+        steps=results.steps,
     )
 
 
@@ -146,23 +146,6 @@ def _keys(summary: pd.DataFrame) -> set[tuple[str, int]]:
     return {(v, int(s)) for v, s in pairs if pd.notna(s)}
 
 
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text as str, seeds as nullable ints, and numbers as numbers even in an empty or
-    all-missing column (an empty CSV reads as object columns)."""
-    frame = frame.copy()
-    for column in frame.columns:
-        if column == "seed":
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
-        elif column == "variant":
-            frame[column] = frame[column].astype(str)
-        elif column not in TEXT_COLUMNS and not (
-            pd.api.types.is_numeric_dtype(frame[column])
-            or pd.api.types.is_bool_dtype(frame[column])
-        ):  # only in an empty CSV: harness.results.storage refuses a cell that is not a number
-            frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    return frame
-
-
 def _with_manifest_runs(summary: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
     """Add the manifest's runs that have no summary row yet."""
     seen = _keys(summary)
@@ -179,7 +162,7 @@ def _with_manifest_runs(summary: pd.DataFrame, manifest: dict[str, Any]) -> pd.D
     ]
     if not extra:
         return summary
-    added = _typed(pd.DataFrame(extra).reindex(columns=summary.columns))
+    added = storage.typed(pd.DataFrame(extra).reindex(columns=summary.columns))
     return pd.concat([summary, added], ignore_index=True)
 
 

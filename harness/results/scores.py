@@ -47,7 +47,7 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(logits).argmax(axis=1) == labels).mean())
 
 
-def batch_sizes(n: int, batch_size: int) -> np.ndarray:
+def step_sizes(n: int, batch_size: int) -> np.ndarray:
     """The size of every step of an epoch over n samples: full batches, then a short one."""
     sizes = np.full(math.ceil(n / batch_size), batch_size, dtype=np.int64)
     if n % batch_size:
@@ -57,7 +57,7 @@ def batch_sizes(n: int, batch_size: int) -> np.ndarray:
 
 def epoch_train_loss(step_losses: np.ndarray, n: int, batch_size: int) -> float:
     """Mean step loss weighted by batch size over an epoch of n samples."""
-    return float(np.average(step_losses, weights=batch_sizes(n, batch_size)))
+    return float(np.average(step_losses, weights=step_sizes(n, batch_size)))
 
 
 WARMUP_EPOCHS = 1  # epoch 1 holds tracing and compilation: reported as first-step time
@@ -246,9 +246,9 @@ def summarize(
                     learning_pass=gap < tolerance or (band_gap is not None and band_gap <= 1.0),
                 )
         row["harness_overhead"] = (measured.get(key[0]) or {}).get("ratio_median")
-        row["flops_per_sample"] = fps = task.get("flops_per_sample")
-        sps = row.get("samples_per_second")
-        if peak and sps and fps:
-            row["roofline_fraction"] = roofline.roofline_fraction(sps, fps, peak)
+        row["flops_per_sample"] = flops = task.get("flops_per_sample")
+        speed = row.get("samples_per_second")
+        if peak and speed and flops:
+            row["roofline_fraction"] = roofline.roofline_fraction(speed, flops, peak)
         rows.append(row)
     return pd.DataFrame(rows).reindex(columns=SUMMARY_COLUMNS)

@@ -243,7 +243,7 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     for column in frame.columns.intersection(columns).difference(TEXT_COLUMNS):
         frame[column] = _column(path, frame, column)
     _require_keys(path, frame, columns)
-    return frame.astype({c: t for c, t in _NULLABLE.items() if c in frame.columns})
+    return typed(frame.astype({c: t for c, t in _NULLABLE.items() if c in frame.columns}))
 
 
 def load_results(path: str | Path) -> Results:
@@ -421,3 +421,20 @@ def _json_kind(value: Any) -> str:
         shown = json.dumps(value)
         return "text " + (shown if len(shown) <= 40 else shown[:36] + '..."')
     return f"the number {value}"
+
+
+def typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text as str, seeds as nullable ints, and numbers as numbers even in an empty or
+    all-missing column (an empty CSV reads as object columns)."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if column == "seed":
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
+        elif column == "variant":
+            frame[column] = frame[column].astype(str)
+        elif column not in TEXT_COLUMNS and not (
+            pd.api.types.is_numeric_dtype(frame[column])
+            or pd.api.types.is_bool_dtype(frame[column])
+        ):  # only in an empty CSV: _column refuses a cell that is not a number
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
