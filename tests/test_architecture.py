@@ -1,4 +1,4 @@
-"""The imports that must never exist (ARCHITECTURE.md of the project's design notes, "Never"),
+"""The imports that must never exist (docs/architecture.md),
 read from the source: every `import` and `from ... import`, lazy ones inside functions too."""
 
 from __future__ import annotations
