@@ -60,7 +60,9 @@ def test_the_gate_fails_on_a_variant_doubled_in_cost(runs):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1 slower: test_train_steps[numpy_scratch-b128]" in result.stdout
     verdicts = bench_compare.compare(runs["base"], runs["doubled"])
-    assert verdicts[0].change.ratio == pytest.approx(2.0, rel=0.25)
+    # Reads as the doubling it is: ~2 on a quiet machine; 3.1 was seen with a benchmark
+    # campaign beside it, so only a band that a lost or doubled normalisation would leave.
+    assert 1.5 < verdicts[0].change.ratio < 4
     assert verdicts[0].measure == "/ numpy GEMMs"  # normalised by the session's reference
 
 

@@ -51,9 +51,12 @@ def ci_bench(slowdown: str = "") -> tuple[int, str, float]:
     """`bash .ci/bench` as CI runs it: its exit status, its last verdict line, seconds."""
     env = {**os.environ, "MLPBENCH_BENCH_SLOWDOWN": slowdown, "COLUMNS": "200"}
     t0 = time.monotonic()
-    done = subprocess.run(
-        ["bash", ".ci/bench"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
-    )
+    try:
+        done = subprocess.run(
+            ["bash", ".ci/bench"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
+        )
+    except subprocess.TimeoutExpired:  # a row of the table, not the end of the campaign
+        return -1, "timed out after 1800 s", time.monotonic() - t0
     lines = (done.stdout + "\n" + done.stderr).splitlines()
     verdicts = [ln for ln in lines if VERDICT.match(ln.strip()) or ln.startswith(CONFIRM)]
     return (
