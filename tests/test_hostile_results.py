@@ -124,6 +124,7 @@ CELL_DAMAGE = {
     "params not whole": ("summary.csv", 2, "params", "2.5", "2.5, not a whole number"),
     "epoch as text": ("epochs.csv", 0, "epoch", "first", "'first', not a number"),
     "seed missing": ("epochs.csv", 5, "seed", "", "row 6: seed is empty"),
+    "status unknown": ("summary.csv", 1, "status", "great", "status is 'great', not one of ok,"),
 }
 
 

@@ -17,8 +17,9 @@ import pandas as pd
 
 from harness.report.data import ReportData, SweepData, format_number, ladder, variant_table
 from harness.report.verdict import Finding
+from harness.results.storage import STATUSES
 
-FAILED_STATUSES = ("failed", "timeout", "diverged", "pending")
+FAILED_STATUSES = tuple(s for s in STATUSES if s != "ok")
 # Cells holding only a number, a range or a ratio ("1,234", "4.8e-07", "5 – 9", "0.68×"):
 # right-aligned so digits line up.
 NUMBER_CELL = re.compile(r"<td>([-+]?[\d,.]+(?:e[-+]?\d+)?(?: – [\d,.]+)?×?)</td>")

@@ -87,6 +87,7 @@ _NULLABLE = {
     "parity_steps_within": "Int64",
 }
 
+# What a run can end as (a manifest's runs, summary.csv's status): any other is refused on reading.
 STATUSES = ("ok", "failed", "timeout", "diverged", "pending")
 # Columns added after folders of this schema were first written: a folder without them reads
 # with them empty (their measurement did not exist yet), rather than failing.
@@ -310,6 +311,14 @@ def _require_keys(path: Path, frame: pd.DataFrame, columns: list[str]) -> None:
         if empty.any():
             i = int(np.flatnonzero(empty.to_numpy())[0])
             raise ResultsError(f"{path}, row {i + 1}: {column} is empty; {DAMAGED}")
+    if "status" in frame.columns:
+        unknown = ~frame["status"].astype(str).str.strip().isin(STATUSES)
+        if unknown.any():
+            i = int(np.flatnonzero(unknown.to_numpy())[0])
+            raise ResultsError(
+                f"{path}, row {i + 1}: status is {_short(frame['status'].iloc[i])}, not one of "
+                f"{', '.join(STATUSES)}; {DAMAGED}"
+            )
 
 
 def _short(value: object) -> str:
