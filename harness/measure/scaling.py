@@ -1,6 +1,6 @@
-"""Data-parallel scaling: what one rank measures, and the model fitted to the measurements.
+"""Data-parallel scaling: timing an all-reduce, and the model fitted to the measurements.
 
-Each rank of a loopback cluster (harness/run/scaling.py starts them) trains the
+Each rank of a loopback cluster (harness/run/scaling.py starts and runs them) trains the
 `tf2_multiworker` variant on synthetic data at one global batch and times its steps, then times
 all-reduces alone, at the size of the model's gradients and at a sweep of sizes. The chief
 reports both. From every (workers, batch) measurement the model
@@ -12,13 +12,10 @@ is fitted: compute(B) is the one-worker step (no network), bandwidth and latency
 least-squares fit of the all-reduce sweep of every N > 1. The same model then projects the step
 time of a cluster on a stated network (`NETWORKS`), assuming each worker computes as fast as
 this machine's one process.
-
-    python -m harness.run.scaling rank --event-fd FD --batch B [...]   (inside a rank)
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from typing import Any
@@ -116,7 +113,7 @@ def project(model: dict[str, Any], gradient_bytes: int) -> list[dict[str, Any]]:
 # -- inside one rank ----------------------------------------------------------------------------
 
 
-def _time_allreduce(strategy: Any, nbytes: int, repeats: int) -> list[float]:
+def time_allreduce(strategy: Any, nbytes: int, repeats: int) -> list[float]:
     import tensorflow as tf
 
     value = tf.ones((max(1, nbytes // 4),), tf.float32)
@@ -138,37 +135,3 @@ def _time_allreduce(strategy: Any, nbytes: int, repeats: int) -> list[float]:
         strategy.experimental_local_results(out)[0].numpy()  # wait for the result
         seconds.append(time.perf_counter() - t0)
     return seconds
-
-
-def measure_rank(args: argparse.Namespace, events: Any) -> dict[str, Any]:
-    """Runs in a rank: step times of the variant, then all-reduce times alone."""
-    import variants
-    from variants.base import SGD, ModelSpec
-
-    spec = ModelSpec(args.input_size, tuple(args.hidden))
-    rng = np.random.default_rng(0)
-    weights = [(rng.standard_normal(s) * 0.05).astype(np.float32) for s in spec.weight_shapes]
-    variant = variants.load("tf2_multiworker")()
-    variant.build(spec, SGD(lr=0.01), weights)  # connects the cluster (TF_CONFIG)
-    strategy = variant.strategy
-    events.emit("start", workers=strategy.num_replicas_in_sync)
-    n = args.batch * args.steps
-    x = rng.standard_normal((n, spec.input_size)).astype(np.float32)
-    y = rng.integers(0, spec.num_classes, n)
-    variant.train_epoch(x[: args.batch * 3], y[: args.batch * 3], args.batch)  # warm-up
-    step_seconds = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        variant.train_epoch(x, y, args.batch)
-        step_seconds.append((time.perf_counter() - t0) / args.steps)
-    gradient_bytes = spec.param_count * 4
-    sweep = sorted({gradient_bytes, *SWEEP_BYTES})
-    allreduce = {str(b): _time_allreduce(strategy, b, args.allreduce_repeats) for b in sweep}
-    return {
-        "workers": strategy.num_replicas_in_sync,
-        "batch": args.batch,
-        "gradient_bytes": gradient_bytes,
-        "params": spec.param_count,
-        "step_seconds": step_seconds,
-        "allreduce_seconds": allreduce,
-    }

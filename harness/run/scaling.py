@@ -19,9 +19,12 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from harness.measure import scaling
 from harness.run.cluster import Supervisor
@@ -147,6 +150,40 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def measure_rank(args: argparse.Namespace, events: Any) -> dict[str, Any]:
+    """Runs in a rank: step times of the variant, then all-reduce times alone."""
+    import variants
+    from variants.base import SGD, ModelSpec
+
+    spec = ModelSpec(args.input_size, tuple(args.hidden))
+    rng = np.random.default_rng(0)
+    weights = [(rng.standard_normal(s) * 0.05).astype(np.float32) for s in spec.weight_shapes]
+    variant = variants.load("tf2_multiworker")()
+    variant.build(spec, SGD(lr=0.01), weights)  # connects the cluster (TF_CONFIG)
+    strategy = variant.strategy
+    events.emit("start", workers=strategy.num_replicas_in_sync)
+    n = args.batch * args.steps
+    x = rng.standard_normal((n, spec.input_size)).astype(np.float32)
+    y = rng.integers(0, spec.num_classes, n)
+    variant.train_epoch(x[: args.batch * 3], y[: args.batch * 3], args.batch)  # warm-up
+    step_seconds = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        variant.train_epoch(x, y, args.batch)
+        step_seconds.append((time.perf_counter() - t0) / args.steps)
+    gradient_bytes = spec.param_count * 4
+    sweep = sorted({gradient_bytes, *scaling.SWEEP_BYTES})
+    allreduce = {str(b): scaling.time_allreduce(strategy, b, args.allreduce_repeats) for b in sweep}
+    return {
+        "workers": strategy.num_replicas_in_sync,
+        "batch": args.batch,
+        "gradient_bytes": gradient_bytes,
+        "params": spec.param_count,
+        "step_seconds": step_seconds,
+        "allreduce_seconds": allreduce,
+    }
+
+
 def rank_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.run.scaling rank")
     parser.add_argument("--event-fd", type=int, required=True)
@@ -160,7 +197,7 @@ def rank_main(argv: list[str]) -> int:
     with os.fdopen(args.event_fd, "w") as stream:
         events = Events(stream)
         try:
-            result = scaling.measure_rank(args, events)
+            result = measure_rank(args, events)
         except Exception as exc:  # the supervisor records the reason, the log the traceback
             import traceback
 
