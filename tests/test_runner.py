@@ -12,10 +12,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from harness.results import storage
+from harness.results import scores, storage
 
 from .test_cli import ENV, MLPBENCH, ROOT, SMALL, assert_one_line_error, mlpbench
 
@@ -55,6 +56,33 @@ def faulty_suite(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[st
         "run", *SMALL, "--variants", "numpy_scratch", *extra, "--timeout", "5", "--out", str(out)
     )
     return out, result
+
+
+def test_summary_is_reproduced_from_the_folder_alone(good_suite):
+    """summary.csv is the scores of the folder's own rows: recomputed from steps.csv,
+    epochs.csv and the manifest's constants (harness.results.scores), it reads the same."""
+    out, result = good_suite
+    assert result.returncode == 0, result.stderr
+    stored = storage.load_results(out)
+    sources = {
+        row["variant"]: {"api_level": row["api_level"], "loc": row["loc"],
+                         "sha256": row["source_sha256"]}
+        for row in stored.summary.to_dict("records")
+    }  # fmt: skip
+    manifest = stored.manifest
+    again = scores.summarize(manifest, manifest["runs"], stored.steps, stored.epochs, sources)
+    assert list(again.columns) == list(stored.summary.columns)
+    assert again["parity_pass"].eq(True).all() and again["samples_per_second"].gt(0).all()
+    for column in again.columns:
+        a, b = again[column], stored.summary[column]
+        if pd.api.types.is_numeric_dtype(b) and not pd.api.types.is_bool_dtype(b):
+            a, b = a.astype(float).to_numpy(), b.astype(float).to_numpy()
+            # summary.csv keeps 9 significant digits; the rows it is scored from, all 17
+            assert np.allclose(a, b, rtol=1e-8, atol=0, equal_nan=True), column
+        else:
+            assert [None if pd.isna(x) else x for x in a] == [
+                None if pd.isna(x) else x for x in b
+            ], column
 
 
 def test_good_suite_writes_the_documented_files(good_suite):
