@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from harness.measure import noise, roofline
+
 if TYPE_CHECKING:  # the worker imports this module: pandas only where frames are scored
     import pandas as pd
 
@@ -63,14 +65,16 @@ def epoch_train_loss(step_losses: np.ndarray, n: int, batch_size: int) -> float:
 WARMUP_EPOCHS = 1  # epoch 1 holds tracing and compilation: reported as first-step time
 
 
-def steady(per_epoch: Sequence[Any]) -> list[Any]:
+def steady(per_epoch: Sequence[Any], warmup: int = WARMUP_EPOCHS) -> list[Any]:
     """The epochs that speed is judged on: all after the warm-up, or all if there are no more."""
-    return list(per_epoch[WARMUP_EPOCHS:]) if len(per_epoch) > WARMUP_EPOCHS else list(per_epoch)
+    return list(per_epoch[warmup:]) if len(per_epoch) > warmup else list(per_epoch)
 
 
-def steady_throughput(samples_per_epoch: int, seconds: Sequence[float]) -> float:
+def steady_throughput(
+    samples_per_epoch: int, seconds: Sequence[float], warmup: int = WARMUP_EPOCHS
+) -> float:
     """Samples per second over the steady epochs (see `steady`)."""
-    timed = steady(seconds)
+    timed = steady(seconds, warmup)
     total = float(sum(timed))
     return samples_per_epoch * len(timed) / total if total > 0 else math.nan
 
@@ -159,9 +163,8 @@ def summarize(
     """summary.csv: one row per run, scored from its step and epoch rows with the constants
     the manifest records (reference, parity tolerance, warm-up, noise threshold, target).
     `runs` are the manifest's run records; `sources` a variant's `api_level`, `loc`, `sha256`."""
-    import pandas as pd
+    import pandas as pd  # here, not at the top: the worker imports this module
 
-    from harness.measure import noise, roofline
     from harness.results.storage import SUMMARY_COLUMNS
 
     config = manifest.get("config") or {}
@@ -212,21 +215,17 @@ def summarize(
         if key in ok and frame is not None and len(frame):
             acc, sec = frame["test_accuracy"].tolist(), frame["seconds"].tolist()
             to_target = time_to_target(acc, sec, float(config.get("target_accuracy") or 1.0))
-            timed = sec[warmup:] if len(sec) > warmup else sec
-            total = float(sum(timed))
             row.update(
                 test_accuracy=acc[-1],
                 test_loss=float(frame["test_loss"].iloc[-1]),
-                samples_per_second=task.get("n_train", math.nan) * len(timed) / total
-                if total > 0
-                else math.nan,
+                samples_per_second=steady_throughput(task.get("n_train", math.nan), sec, warmup),
                 epochs_to_target=to_target[0],
                 seconds_to_target=to_target[1],
             )
             foreign = [None if pd.isna(f) else float(f) for f in frame["foreign_cpu_seconds"]]
             load = noise.assess(
-                foreign[warmup:] if len(foreign) > warmup else foreign,
-                timed,
+                steady(foreign, warmup),
+                steady(sec, warmup),
                 threshold=float(config.get("noisy_threshold", noise.NOISY_CORES)),
             )
             if load is not None:

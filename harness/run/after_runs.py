@@ -10,7 +10,7 @@ import contextlib
 import json
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import variants
@@ -43,7 +43,11 @@ class AfterRuns:
     has: each is measured only while missing)."""
 
     def __init__(
-        self, config: RunConfig, manifest: dict[str, Any], launcher: Launcher, note: Any
+        self,
+        config: RunConfig,
+        manifest: dict[str, Any],
+        launcher: Launcher,
+        note: Callable[[str], None],
     ) -> None:
         self.config = config
         self.manifest = manifest

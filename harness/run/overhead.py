@@ -3,7 +3,7 @@ variant's training loop timed bare, in the same process.
 
 harness  the worker's own training function (`harness.run.worker.train`): build, then epoch by
          epoch with the data reordered and the evaluation outside its timed window; the
-         throughput is the runner's `steady_throughput` of the epoch seconds it reports.
+         throughput is `harness.results.scores.steady_throughput` of the epoch seconds it reports.
 bare     the same class built the same way, the epochs' data ordered in advance, and
          `train_epoch` in a tight loop under one timer.
 

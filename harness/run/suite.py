@@ -254,7 +254,8 @@ class Suite:
             if self._add_band_runs(todo):
                 self._run(todo, events, active)
             for _ in range(self.config.retry_noisy):
-                noisy = [r for r in self.records if r.key in self.results.noisy_keys()]
+                keys = self.results.noisy_keys()
+                noisy = [r for r in self.records if r.key in keys]
                 if not noisy:
                     break
                 names = ", ".join(f"{r.variant} seed {r.seed}" for r in noisy)
