@@ -12,6 +12,7 @@ import os
 import queue
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections import deque
@@ -287,8 +288,14 @@ class Suite:
         """Start runs from `todo` (up to --jobs at a time) and follow them to their end."""
         while todo or active:
             while todo and len(active) < self.config.jobs:
-                worker = self._start(todo.popleft(), events)
-                active[id(worker)] = worker
+                # Ctrl-C waits until the new worker is in `active`: one started but not yet
+                # held would outlive the suite until its timeout
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+                try:
+                    worker = self._start(todo.popleft(), events)
+                    active[id(worker)] = worker
+                finally:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
             try:
                 worker, event = events.get(timeout=POLL_SECONDS)
             except queue.Empty:
