@@ -96,7 +96,9 @@ def main() -> None:
     parser.add_argument("--slowdowns", default="0.1,0.25,0.5")
     parser.add_argument("--acceptance", action="store_true", help="run .ci/bench itself")
     parser.add_argument("--fraction", type=float, default=0.25)
-    parser.add_argument("--slow", default=",".join(VARIANTS), help="variants slowed one by one (a+b: together)")
+    parser.add_argument(
+        "--slow", default=",".join(VARIANTS), help="variants slowed one by one (a+b: together)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / ".benchmarks" / "campaign")
     args = parser.parse_args()
     if args.acceptance:
