@@ -45,34 +45,26 @@ class Parser(argparse.ArgumentParser):
 # -- argument types: each rejects bad values with a message argparse turns into one line ------
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
+def _number(convert: Any, noun: str, rule: str, ok: Any) -> Any:
+    """An argparse type: `convert(text)`, refused in one line unless `ok(value)`."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+positive_int = _number(int, "an integer", "positive", lambda v: v > 0)
+non_negative_int = _number(int, "an integer", "0 or more", lambda v: v >= 0)
+positive_float = _number(
+    float, "a number", "a positive number", lambda v: math.isfinite(v) and v > 0
+)
 
 
 def fraction(text: str) -> float:

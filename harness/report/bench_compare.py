@@ -1,5 +1,15 @@
-"""The CI performance gate: is NEW slower than BASE, two pytest-benchmark JSON files?
+"""The CI performance gate: is NEW slower than BASE?
 
+Interleaved, one file (what `.ci/bench` writes): every benchmark timed the baseline commit's
+code and this tree's in alternate rounds of one process (`extra_info["base_seconds"]`, the
+baseline's round right before each of this tree's). The two codes share the process, its
+thread pools and the machine's moment, so each pair's ratio is the code's change: a benchmark
+is slower when the median of the pairs' NEW/BASE ratios is above 1 + threshold and a one-sided
+Wilcoxon signed-rank test of their logarithms says NEW > BASE, p < alpha.
+
+    python -m harness.report.bench_compare NEW.json [--threshold 15%] [--alpha 0.01]
+
+Two files, BASE and NEW, each measured on its own (baselines kept per branch):
 Raw times say little across runs on a shared machine, and nothing across machines. Every
 training benchmark therefore also times, before each of its rounds and in the same process,
 a reference: the same steps' matrix products in the variant's own framework (NumPy's BLAS or
@@ -19,6 +29,10 @@ The change is printed with a 95 % bootstrap interval. Benchmarks without a refer
 files, GEMM rows) are compared on raw round times, with the same rule.
 
     python -m harness.report.bench_compare BASE.json NEW.json [--threshold 15%] [--alpha 0.01]
+
+Across processes a variant moves by 10-40 % on a 2-core machine (tests/benchmarks/README.md),
+more than within one; the interleaved form is the gate's, two files are for what cannot run in
+one process.
 
 Exit status: 0 no benchmark slower, 1 some benchmark slower, 2 bad input.
 """
@@ -53,8 +67,9 @@ class InputError(Exception):
 @dataclass(frozen=True)
 class Verdict:
     name: str
-    measure: str  # "/ numpy GEMMs", "/ tensorflow GEMMs" (normalised) or "time"
-    change: stats.RatioCI  # lower quartile of NEW / that of BASE, of the measure
+    # "/ numpy GEMMs", "/ tensorflow GEMMs" (normalised), "time", or "pairs" (interleaved)
+    measure: str
+    change: stats.RatioCI  # NEW / BASE: of the lower quartiles, or the pairs' median
     p_value: float
     verdict: str  # "slower", "faster", "same"
 
@@ -120,11 +135,50 @@ def judge(
         return Verdict(name, base_kind, change, math.nan, "same")
     slower_p = float(scipy_stats.mannwhitneyu(b, a, alternative="greater").pvalue)
     faster_p = float(scipy_stats.mannwhitneyu(b, a, alternative="less").pvalue)
-    if change.ratio > 1 + threshold and slower_p < alpha:
-        return Verdict(name, base_kind, change, slower_p, "slower")
-    if change.ratio < 1 / (1 + threshold) and faster_p < alpha:
-        return Verdict(name, base_kind, change, faster_p, "faster")
-    return Verdict(name, base_kind, change, min(slower_p, faster_p), "same")
+    return decide(name, base_kind, change, slower_p, faster_p, (threshold, alpha))
+
+
+def decide(
+    name: str, measure: str, change: stats.RatioCI, p_slower: float, p_faster: float, rule: Any
+) -> Verdict:
+    threshold, alpha = rule
+    if change.ratio > 1 + threshold and p_slower < alpha:
+        return Verdict(name, measure, change, p_slower, "slower")
+    if change.ratio < 1 / (1 + threshold) and p_faster < alpha:
+        return Verdict(name, measure, change, p_faster, "faster")
+    return Verdict(name, measure, change, min(p_slower, p_faster), "same")
+
+
+def judge_pairs(name: str, benchmark: dict[str, Any], threshold: float, alpha: float) -> Verdict:
+    """This tree's rounds against the baseline's interleaved with them, pair by pair."""
+    new = [float(t) for t in (benchmark.get("stats") or {}).get("data") or []]
+    base = [float(t) for t in benchmark["extra_info"]["base_seconds"]]
+    n = min(len(new), len(base))
+    change = stats.median_of_ratios(base[:n], new[:n])
+    logs = np.log(np.asarray(new[:n]) / np.asarray(base[:n]))
+    if n < 3 or not np.isfinite(logs).all() or not np.any(logs):
+        return Verdict(name, "pairs", change, math.nan, "same")
+    p_slower = float(scipy_stats.wilcoxon(logs, alternative="greater").pvalue)
+    p_faster = float(scipy_stats.wilcoxon(logs, alternative="less").pvalue)
+    return decide(name, "pairs", change, p_slower, p_faster, (threshold, alpha))
+
+
+def compare_interleaved(
+    path: Path, threshold: float = THRESHOLD, alpha: float = ALPHA
+) -> list[Verdict]:
+    """The benchmarks of one file that ran the baseline's code beside their own."""
+    benchmarks = load(path)
+    paired = {
+        name: b
+        for name, b in benchmarks.items()
+        if isinstance((b.get("extra_info") or {}).get("base_seconds"), list)
+    }
+    if not paired:
+        raise InputError(
+            f"{path} holds no interleaved baseline (extra_info base_seconds): give BASE and NEW "
+            "files, or run the benchmarks with MLPBENCH_BENCH_BASE=<baseline tree>"
+        )
+    return [judge_pairs(name, b, threshold, alpha) for name, b in paired.items()]
 
 
 def compare(
@@ -145,7 +199,9 @@ def compare(
 
 def print_table(verdicts: list[Verdict], threshold: float, alpha: float, console: Console) -> None:
     table = Table(title=f"NEW against BASE: slower when > +{threshold:.0%} and p < {alpha:g}")
-    for column in ("benchmark", "measure", "NEW / BASE (q1)", "95 % CI", "p", "verdict"):
+    paired = any(v.measure == "pairs" for v in verdicts)
+    estimate = "NEW / BASE (pairs' median)" if paired else "NEW / BASE (q1)"
+    for column in ("benchmark", "measure", estimate, "95 % CI", "p", "verdict"):
         table.add_column(column, justify="left" if column == "benchmark" else "right")
     colour = {"slower": "red", "faster": "green", "same": ""}
     for v in verdicts:
@@ -180,8 +236,14 @@ def main(
     argv: list[str] | None = None, prog: str = "python -m harness.report.bench_compare"
 ) -> int:
     parser = _Parser(prog=prog, description=__doc__.split("\n\n")[0])
-    parser.add_argument("base", type=Path, help="the baseline's pytest-benchmark JSON")
-    parser.add_argument("new", type=Path, help="the JSON to judge")
+    parser.add_argument(
+        "files",
+        type=Path,
+        nargs="+",
+        metavar="[BASE] NEW",
+        help="NEW alone: the JSON of an interleaved run (MLPBENCH_BENCH_BASE), judged pair by "
+        "pair; BASE NEW: the baseline's pytest-benchmark JSON and the one to judge",
+    )
     parser.add_argument(
         "--threshold",
         type=percentage,
@@ -205,8 +267,13 @@ def main(
     )
     args = parser.parse_args(argv)
     console = Console(highlight=False)
+    if len(args.files) > 2:
+        parser.error("give NEW, or BASE and NEW: two files at most")
     try:
-        verdicts = compare(args.base, args.new, args.threshold, args.alpha)
+        if len(args.files) == 1:
+            verdicts = compare_interleaved(args.files[0], args.threshold, args.alpha)
+        else:
+            verdicts = compare(*args.files, args.threshold, args.alpha)
     except InputError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

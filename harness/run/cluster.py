@@ -176,17 +176,11 @@ class ClusterLauncher:
         config = replace(config, workers=self.workers)
         if warm and self.launcher is not None and self.launcher.warm:
             return self.launcher.fork(_warm_supervise, (argv, config), write_fd, log)
+        from harness.run.launch import spawn
+
         config = replace(config, event_fd=write_fd)
-        with open(log, "ab") as log_file:
-            return subprocess.Popen(
-                [sys.executable, "-m", "harness.run.cluster", "supervise", *argv, config.to_json()],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                pass_fds=(write_fd,),
-                env=self.env,
-                start_new_session=True,
-            )
+        argv = ["-m", "harness.run.cluster", "supervise", *argv, config.to_json()]
+        return spawn(argv, write_fd, log, self.env)
 
 
 def _warm_supervise(job: tuple[list[str], WorkerConfig], events: Connection, log: str) -> None:

@@ -115,6 +115,24 @@ def _run_module(module: str, argv: list[str], stdout: str) -> None:
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
+def spawn(
+    argv: list[str], write_fd: int, log: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """A fresh interpreter (`python argv...`) that reports on `write_fd` and writes to `log`."""
+    with open(log, "ab") as log_file:
+        return subprocess.Popen(
+            [sys.executable, *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            pass_fds=(write_fd,),
+            env=env,
+            # its own process group: a timeout kills everything it started, and the
+            # terminal's Ctrl-C reaches only the runner, which then stops it cleanly
+            start_new_session=True,
+        )
+
+
 class Launcher:
     """Starts workers; `warm` enables the fork server for framework variants."""
 
@@ -148,19 +166,8 @@ class Launcher:
         """Start the run's worker; it reports on `write_fd` (which the caller then closes)."""
         if self.warm and warm:
             return self.fork(_warm_main, config, write_fd, log)
-        cmd = [sys.executable, "-X", "faulthandler", "-m", "harness.run.worker"]
-        with open(log, "ab") as log_file:
-            return subprocess.Popen(
-                [*cmd, replace(config, event_fd=write_fd).to_json()],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                pass_fds=(write_fd,),
-                env=self.env,
-                # its own process group: a timeout kills everything it started, and the
-                # terminal's Ctrl-C reaches only the runner, which then stops it cleanly
-                start_new_session=True,
-            )
+        argv = ["-X", "faulthandler", "-m", "harness.run.worker"]
+        return spawn([*argv, replace(config, event_fd=write_fd).to_json()], write_fd, log, self.env)
 
     def fork(
         self, target: Callable[[Any, Connection, str], None], arg: Any, write_fd: int, log: Path

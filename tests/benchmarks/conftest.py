@@ -4,11 +4,15 @@ roofline fractions are computed against, measured once per session."""
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
+import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,16 +74,17 @@ CONFIGS = {
         overhead_rounds=10,
     ),
     # CI: one batch size, a model wide enough that a step's GEMMs outweigh its Python overhead
-    # (784-256-128: ~1 MFLOP per sample) yet every variant fits in a couple of minutes.
+    # (784-256-128: ~1 MFLOP per sample) yet every variant, timed beside the baseline's code in
+    # alternate rounds, fits in about 2 minutes on 2 cores.
     "short": BenchConfig(
         mode="short",
         spec=ModelSpec(input_size=784, hidden=(256, 128), num_classes=10),
         batch_sizes=(128,),
-        samples_per_round=5120,  # 40 steps: fit's per-call set-up weighs less than at 10
-        rounds=20,
-        min_seconds=1.0,
+        samples_per_round=2560,  # 20 steps: fit's per-call set-up weighs less than at 10
+        rounds=15,  # pairs: a one-sided Wilcoxon test can reach p = 3e-5 with 15
+        min_seconds=0.5,
         max_rounds=200,
-        warmup_rounds=2,
+        warmup_rounds=1,
         calibration_seconds=1.0,
         # None: on a digits-sized model an epoch lasts milliseconds and a block's ratio moves
         # 3x with the load, and the row's time (how long the measurement took) varied by 190 %
@@ -133,8 +138,8 @@ def fixed_batch(config: BenchConfig, batch_size: int) -> tuple[np.ndarray, np.nd
 
 def slowdown(name: str) -> float:
     """MLPBENCH_BENCH_SLOWDOWN=variant:fraction[,variant:fraction...] (`*` for every variant)
-    makes those variants' rounds that much slower with real extra work (a busy loop after each
-    round, `fraction` of the round's own time): how the gate is shown to catch a regression."""
+    makes those variants' rounds that much slower with real extra work (`slowed`): how the gate
+    is shown to catch a regression. Only this tree's rounds, never the baseline's."""
     value = os.environ.get("MLPBENCH_BENCH_SLOWDOWN", "")
     fractions = {}
     for item in filter(None, value.split(",")):
@@ -149,15 +154,62 @@ def slowdown(name: str) -> float:
 
 
 def slowed(run: Callable[[], None], fraction: float) -> Callable[[], None]:
-    def run_with_extra_work() -> None:
+    """`run` made `fraction` slower with real extra work: a busy loop before each call, sized so
+    that loop and call together take (1 + fraction) x the call's clean time (the median of three
+    calls made first without it). The loop comes first, so the thread pools' wake-up after it is
+    part of the slowed variant's cost, as it would be for a user timing it alone, and the
+    baseline's round that follows starts as it always does."""
+    run()  # tracing, compilation: not part of the clean time
+    clean = []
+    for _ in range(3):
         t0 = time.perf_counter()
         run()
-        extra = fraction * (time.perf_counter() - t0)
+        clean.append(time.perf_counter() - t0)
+    target = (1 + fraction) * statistics.median(clean)
+    last = [statistics.median(clean)]
+
+    def run_with_extra_work() -> None:
         t1 = time.perf_counter()
-        while time.perf_counter() - t1 < extra:
+        while time.perf_counter() - t1 < target - last[0]:
             pass
+        t0 = time.perf_counter()
+        run()
+        last[0] = time.perf_counter() - t0
 
     return run_with_extra_work
+
+
+BASE_TREE = "MLPBENCH_BENCH_BASE"
+
+
+def base_variants(names: list[str]) -> tuple[dict[str, type], Any]:
+    """MLPBENCH_BENCH_BASE=TREE: the variant classes of another checkout of this project (the
+    baseline commit), imported into this process beside this tree's own, so that every
+    benchmark times the baseline's code and this tree's in alternate rounds of one process.
+
+    The baseline's `variants` package is imported under its usual name while TREE is first on
+    sys.path, then moved out of sys.modules: its classes keep their own modules (and so their
+    own `variants.base`, helpers and imports), and this tree's `variants` is put back."""
+    tree = os.environ.get(BASE_TREE)
+    if not tree:
+        return {}, None
+    if not (Path(tree) / "variants" / "__init__.py").is_file():
+        raise pytest.UsageError(f"{BASE_TREE}={tree!r}: no variants/ package there")
+
+    def ours(module: str) -> bool:
+        return module == "variants" or module.startswith("variants.")
+
+    saved = {name: sys.modules.pop(name) for name in list(sys.modules) if ours(name)}
+    sys.path.insert(0, str(Path(tree).resolve()))
+    try:
+        registry = importlib.import_module("variants")
+        classes = {name: registry.load(name) for name in registry.REGISTRY if name in names}
+        return classes, sys.modules["variants.base"]
+    finally:
+        sys.path.pop(0)
+        for name in [name for name in sys.modules if ours(name)]:
+            del sys.modules[name]
+        sys.modules.update(saved)
 
 
 def warm_up(run: Callable[[], object], calls: int = 2) -> float:

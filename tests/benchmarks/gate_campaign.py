@@ -1,30 +1,25 @@
 """Measure the CI gate itself: its false alarms on clean runs and the slowdowns it catches.
 
-    python tests/benchmarks/gate_campaign.py --clean 10 --slowdowns 0.1,0.25,0.5
-    python tests/benchmarks/gate_campaign.py --acceptance [--clean 10] [--fraction 0.25]
+    python tests/benchmarks/gate_campaign.py [--clean 10] [--fractions 0.1,0.25,0.5]
+        [--slow a+b+c,d+e]
 
-`--acceptance` runs `bash .ci/bench` itself, exactly as CI does (against the stored baseline,
-with its confirmation run): `--clean` times clean, then once per variant with `--fraction`
-of extra work injected into that variant alone; it prints each exit status and verdict line
-and ends with the count of clean runs that failed and of slowed variants that passed.
-`--slow a+b,c` slows a and b together in one run (each judged on its own: it counts as caught
-only if the gate names it slower in both measurements), then c alone. Two of sixteen slowed
-at once is, if anything, harder for the gate than one: their rounds drag the session's median
-reference a little.
+Runs `bash .ci/bench` exactly as CI does (baseline commit and this tree interleaved in one
+process, a second process when something is flagged), each run into a folder of its own
+under OUT/ (default .benchmarks/campaign): `--clean` times with nothing injected, then, for
+each fraction, once per group of `--slow` with that extra work injected into the group's
+variants (MLPBENCH_BENCH_SLOWDOWN; `slowed` in tests/benchmarks/conftest.py).
 
-Runs the short benchmarks as `.ci/bench` does, into OUT/ (default .benchmarks/campaign):
-one baseline, then `--clean` clean runs, then one run per slowdown with that extra work
-injected into every variant at once (MLPBENCH_BENCH_SLOWDOWN=*:fraction; each variant's verdict
-is independent, and all slowed at once is the harder case: the session's reference runs beside
-slowed rounds). Judges each against the baseline with harness/report/bench_compare.py and
-prints markdown tables for tests/benchmarks/README.md.
+Each benchmark is judged against the baseline's rounds interleaved with its own, never
+against another benchmark, so the variants of a group are judged independently: a group is
+several single-variant trials in one run. A slowed variant counts as caught when the gate
+exits 1 naming it slower in both measurements. Prints a markdown row per run, then the
+sensitivity table (each variant's NEW/BASE per fraction, both measurements) and the counts.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import time
@@ -39,92 +34,94 @@ from harness.run import cluster  # noqa: E402
 
 # the variants .ci/bench times: those that train in one process
 VARIANTS = [n for n in variants.REGISTRY if cluster.layout(variants.REGISTRY[n]) == "single"]
-CONFIRM = ("bench: slower in both", "bench: not confirmed")  # .ci/bench's second look
-VERDICT = re.compile(r"^(none of \d+ benchmarks is slower|\d+ slower: .*)$")
+SEPARATED = "bench: slower in both measurements: "
 
 
-def run(out: Path, slowdown: str = "") -> Path:
-    env = {**os.environ, "MLPBENCH_BENCH_MODE": "short", "MLPBENCH_BENCH_SLOWDOWN": slowdown}
-    cmd = [sys.executable, "-m", "pytest", "tests/benchmarks", "-k", "test_train_steps", "-q"]
-    cmd += ["--benchmark-only", f"--benchmark-json={out}", "-p", "no:cacheprovider"]
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, timeout=900)
-    return out
+def name_of(benchmark: str) -> str:
+    return benchmark.split("[", 1)[1].rsplit("-b", 1)[0]
 
 
-def ci_bench(slowdown: str = "") -> tuple[int, str, float]:
-    """`bash .ci/bench` as CI runs it: its exit status, its last verdict line, seconds."""
-    env = {**os.environ, "MLPBENCH_BENCH_SLOWDOWN": slowdown, "COLUMNS": "200"}
+def ci_bench(out: Path, slowdown: str = "") -> tuple[int, set[str], dict[str, list[float]], float]:
+    """`bash .ci/bench` into `out`: exit status, variants named slower in both measurements,
+    each variant's NEW/BASE per measurement, seconds."""
+    out.mkdir(parents=True)
+    env = {**os.environ, "MLPBENCH_BENCH_SLOWDOWN": slowdown, "MLPBENCH_BENCH_OUT": str(out)}
     t0 = time.monotonic()
     try:
         done = subprocess.run(
             ["bash", ".ci/bench"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
         )
     except subprocess.TimeoutExpired:  # a row of the table, not the end of the campaign
-        return -1, "timed out after 1800 s", time.monotonic() - t0
-    lines = (done.stdout + "\n" + done.stderr).splitlines()
-    verdicts = [ln for ln in lines if VERDICT.match(ln.strip()) or ln.startswith(CONFIRM)]
-    return (
-        done.returncode,
-        (verdicts[-1] if verdicts else done.stderr[-300:]).strip(),
-        (time.monotonic() - t0),
-    )
-
-
-def acceptance(clean: int, fraction: float, slowed: list[str]) -> None:
-    print("| run | exit | verdict | seconds |\n|---|---|---|---|", flush=True)
-    false_alarms = 0
-    for i in range(1, clean + 1):
-        code, line, seconds = ci_bench()
-        false_alarms += code != 0
-        print(f"| clean {i} | {code} | {line} | {seconds:.0f} |", flush=True)
-    missed, count = [], 0
-    for group in slowed:
-        names = group.split("+")
-        count += len(names)
-        code, line, seconds = ci_bench(",".join(f"{n}:{fraction}" for n in names))
-        confirmed = set(re.findall(r"\[([\w]+)-b\d+\]", line)) if code == 1 else set()
-        missed += [n for n in names if n not in confirmed]
-        print(f"| {group} +{fraction:.0%} | {code} | {line} | {seconds:.0f} |", flush=True)
-    print(f"\n{false_alarms} of {clean} clean runs failed the gate; "
-          f"{count - len(missed)} of {count} slowed variants failed it"
-          + (f" (passed: {', '.join(missed)})" if missed else ""), flush=True)  # fmt: skip
+        return -1, set(), {}, time.monotonic() - t0
+    seconds = time.monotonic() - t0
+    (out / "log.txt").write_text(done.stdout + done.stderr)
+    caught = {
+        name_of(word)
+        for line in done.stderr.splitlines()
+        if line.startswith(SEPARATED)
+        for word in line[len(SEPARATED) :].split()
+    }
+    ratios: dict[str, list[float]] = {}
+    for json_file in sorted(out.glob("short-*.json"), key=lambda p: "confirm" in p.name):
+        for v in bench_compare.compare_interleaved(json_file):
+            ratios.setdefault(name_of(v.name), []).append(v.change.ratio)
+    return done.returncode, caught, ratios, seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clean", type=int, default=10)
-    parser.add_argument("--slowdowns", default="0.1,0.25,0.5")
-    parser.add_argument("--acceptance", action="store_true", help="run .ci/bench itself")
-    parser.add_argument("--fraction", type=float, default=0.25)
+    parser.add_argument("--fractions", default="0.25")
     parser.add_argument(
-        "--slow", default=",".join(VARIANTS), help="variants slowed one by one (a+b: together)"
+        "--slow",
+        default="+".join(VARIANTS),
+        help="groups of variants slowed together, a+b+c,d+e (default: every variant in one run)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / ".benchmarks" / "campaign")
     args = parser.parse_args()
-    if args.acceptance:
-        acceptance(args.clean, args.fraction, [v for v in args.slow.split(",") if v])
-        return
-    args.out.mkdir(parents=True, exist_ok=True)
-    base = run(args.out / "base.json")
-    print("| clean run | slower (false alarms) | largest change |\n|---|---|---|", flush=True)
-    alarms = 0
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    print("| run | exit | slower in both | largest NEW/BASE | seconds |", flush=True)
+    print("|---|---|---|---|---|", flush=True)
+    false_alarms = 0
     for i in range(1, args.clean + 1):
-        verdicts = bench_compare.compare(base, run(args.out / f"clean{i}.json"))
-        slower = [v.name for v in verdicts if v.verdict == "slower"]
-        alarms += bool(slower)
-        worst = max(verdicts, key=lambda v: v.change.ratio)
-        print(f"| {i} | {', '.join(slower) or 'none'} | {worst.name} {worst.change.ratio:.3f} |",
-              flush=True)  # fmt: skip
-    print(f"\n{alarms} of {args.clean} clean runs raised an alarm\n", flush=True)
-    fractions = [float(f) for f in args.slowdowns.split(",")]
-    tables = {f: bench_compare.compare(base, run(args.out / f"slow{f}.json", f"*:{f}"))
-              for f in fractions}  # fmt: skip
-    names = [v.name for v in tables[fractions[0]]]
-    print("| benchmark | " + " | ".join(f"+{f:.0%}" for f in fractions) + " |")
+        code, caught, ratios, seconds = ci_bench(args.out / f"{stamp}-clean{i}")
+        false_alarms += code != 0
+        worst = max(ratios.items(), key=lambda kv: max(kv[1]), default=("-", [0.0]))
+        print(
+            f"| clean {i} | {code} | {', '.join(sorted(caught)) or '-'} | "
+            f"{worst[0]} {max(worst[1]):.3f} | {seconds:.0f} |",
+            flush=True,
+        )
+    table: dict[tuple[str, float], tuple[bool, list[float]]] = {}
+    fractions = [float(f) for f in args.fractions.split(",") if f]
+    for fraction in fractions:
+        for g, group in enumerate(filter(None, args.slow.split(","))):
+            names = group.split("+")
+            slowdown = ",".join(f"{n}:{fraction}" for n in names)
+            out = args.out / f"{stamp}-slow{fraction:g}-{g}"
+            code, caught, ratios, seconds = ci_bench(out, slowdown)
+            unchanged = sorted(caught - set(names))
+            for n in names:
+                table[n, fraction] = (code == 1 and n in caught, ratios.get(n, []))
+            print(
+                f"| +{fraction:.0%}: {group} | {code} | {', '.join(sorted(caught)) or '-'}"
+                f"{' (not slowed: ' + ', '.join(unchanged) + ')' if unchanged else ''} | "
+                f"| {seconds:.0f} |",
+                flush=True,
+            )
+    print("\n| variant | " + " | ".join(f"+{f:.0%}" for f in fractions) + " |")
     print("|---|" + "---|" * len(fractions))
-    for i, name in enumerate(names):
-        cells = [f"{tables[f][i].change.ratio:.2f} {tables[f][i].verdict}" for f in fractions]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    for n in dict.fromkeys(n for n, _ in table):
+        cells = []
+        for f in fractions:
+            hit, ratios = table.get((n, f), (False, []))
+            read = " / ".join(f"{r:.2f}" for r in ratios)
+            cells.append(f"{'caught' if hit else 'missed'} ({read})")
+        print(f"| {n} | " + " | ".join(cells) + " |")
+    print(f"\n{false_alarms} of {args.clean} clean runs failed the gate", flush=True)
+    for f in fractions:
+        trials = [hit for (n, frac), (hit, _) in table.items() if frac == f]
+        print(f"+{f:.0%}: {sum(trials)} of {len(trials)} slowed variants caught", flush=True)
 
 
 if __name__ == "__main__":

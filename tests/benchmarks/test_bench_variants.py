@@ -13,6 +13,8 @@ roofline table printed at the end), never turned into failing tests.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
 import time
 import types
@@ -29,12 +31,15 @@ from harness.run import cluster
 from harness.run.launch import uses_framework
 from harness.run.overhead import measure
 from harness.task import glorot_uniform, make_task
+from variants import base
 from variants.base import Adam
 
 from .conftest import (
+    BASE_TREE,
     OVERHEAD,
     REPORT,
     BenchConfig,
+    base_variants,
     bench_config,
     fixed_batch,
     slowdown,
@@ -91,24 +96,42 @@ def record_roofline(
     REPORT.append({"name": name, **info})
 
 
-@pytest.mark.parametrize("batch_size", CONFIG.batch_sizes, ids=lambda b: f"b{b}")
-# in this process: distributed variants start TensorFlow their own way (test_distributed.py)
-@pytest.mark.parametrize(
-    "name", [n for n in variants.REGISTRY if cluster.layout(variants.REGISTRY[n]) == "single"]
-)
-def test_train_steps(benchmark, name, batch_size, config, calibration):
-    cls = variants.load(name)
-    variant = cls()
+def epoch(cls: type, config: BenchConfig, batch_size: int, contract: Any = base) -> Any:
+    """A built `cls` and one call of its `train_epoch` on the fixed batches, as the harness
+    times it: until the losses are in host memory. `contract`: the variants/base.py of the
+    tree `cls` comes from, whose ModelSpec and Adam it is built with."""
     x, y = fixed_batch(config, batch_size)
-    variant.build(config.spec, OPTIMIZER, glorot_uniform(config.spec, np.random.default_rng(0)))
+    spec = contract.ModelSpec(**dataclasses.asdict(config.spec))
+    weights = glorot_uniform(config.spec, np.random.default_rng(0))
+    variant = cls()
+    variant.build(spec, contract.Adam(**dataclasses.asdict(OPTIMIZER)), weights)
 
-    def run() -> None:  # as the harness times it: until the losses are in host memory
+    def run() -> None:
         np.asarray(variant.train_epoch(x, y, batch_size))
 
+    return run
+
+
+# in this process: distributed variants start TensorFlow their own way (test_distributed.py)
+SINGLE = [n for n in variants.REGISTRY if cluster.layout(variants.REGISTRY[n]) == "single"]
+# the baseline commit's classes and contract, when .ci/bench gives its tree
+BASE, BASE_CONTRACT = base_variants(SINGLE)
+
+
+@pytest.mark.parametrize("batch_size", CONFIG.batch_sizes, ids=lambda b: f"b{b}")
+@pytest.mark.parametrize("name", SINGLE)
+def test_train_steps(benchmark, name, batch_size, config, calibration):
+    cls = variants.load(name)
+    run = epoch(cls, config, batch_size)
     if extra := slowdown(name):
         run = slowed(run, extra)
-
     round_seconds = warm_up(run)
+    benchmark.group = group(config, batch_size)
+    benchmark.extra_info.update(describe(config, batch_size), api_level=cls.api_level)
+    if name in BASE:
+        base_run = epoch(BASE[name], config, batch_size, BASE_CONTRACT)
+        interleaved(benchmark, run, base_run, round_seconds, config)
+        return
     # The machine's speed, measured before every round in the same process: the same steps'
     # GEMMs in the variant's own framework (NumPy's BLAS or TensorFlow's graph). A round's
     # time over its reference's is comparable across runs and machines (tests/benchmarks/
@@ -127,8 +150,6 @@ def test_train_steps(benchmark, name, batch_size, config, calibration):
 
     warm_up(reference)
     references.clear()
-    benchmark.group = group(config, batch_size)
-    benchmark.extra_info.update(describe(config, batch_size), api_level=cls.api_level)
     benchmark.pedantic(
         run,
         setup=reference,
@@ -141,6 +162,32 @@ def test_train_steps(benchmark, name, batch_size, config, calibration):
     benchmark.extra_info["reference"] = backend
     benchmark.extra_info["reference_seconds"] = references
     record_roofline(benchmark, name, batch_size, calibration(batch_size))
+
+
+def interleaved(
+    benchmark: Any, run: Any, base_run: Any, round_seconds: float, config: BenchConfig
+) -> None:
+    """This tree's rounds (pytest-benchmark's), each right after one of the baseline's: the two
+    codes share the process, its thread pools and the machine's moment, so what differs between
+    a pair is the code. The baseline's times go to `extra_info["base_seconds"]`, pair by pair."""
+    warm_up(base_run)
+    base_seconds: list[float] = []
+
+    def base_round() -> None:
+        t0 = time.perf_counter()
+        base_run()
+        base_seconds.append(time.perf_counter() - t0)
+
+    benchmark.pedantic(
+        run,
+        setup=base_round,
+        rounds=config.rounds_for(round_seconds),
+        warmup_rounds=config.warmup_rounds,
+        iterations=1,
+    )
+    rounds = len(benchmark.stats.stats.data)
+    benchmark.extra_info["base_seconds"] = base_seconds[-rounds:]  # warm-up rounds had theirs
+    benchmark.extra_info["base_tree"] = os.environ[BASE_TREE]
 
 
 @pytest.mark.parametrize("batch_size", CONFIG.batch_sizes, ids=lambda b: f"b{b}")
