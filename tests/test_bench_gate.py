@@ -1,10 +1,15 @@
 """The CI performance gate fires on a real slowdown and stays quiet on a clean run: real
-pytest-benchmark runs of numpy_scratch in subprocesses, judged by `mlpbench bench-compare`."""
+pytest-benchmark runs of numpy_scratch in subprocesses, judged by `mlpbench bench-compare`.
+
+The gate's own form (`.ci/bench`): one file, a baseline tree's code interleaved with this
+tree's in one process (MLPBENCH_BENCH_BASE). Then the form for files kept per branch: BASE and
+NEW measured apart, normalised by the machine's GEMM speed."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,11 +30,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], message: str
     assert line.startswith("mlpbench bench-compare: error: ") and message in line, line
 
 
-def bench(out: Path, slowdown: str | None = None) -> Path:
+def bench(out: Path, slowdown: str | None = None, base: Path | None = None) -> Path:
     env = {**os.environ, "MLPBENCH_BENCH_MODE": "short", "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("MLPBENCH_BENCH_SLOWDOWN", None)
+    env.pop("MLPBENCH_BENCH_BASE", None)
     if slowdown:
         env["MLPBENCH_BENCH_SLOWDOWN"] = slowdown
+    if base:
+        env["MLPBENCH_BENCH_BASE"] = str(base)
     cmd = [
         sys.executable,
         "-m",
@@ -42,6 +50,70 @@ def bench(out: Path, slowdown: str | None = None) -> Path:
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return out
+
+
+# Appended to a copy of numpy_scratch.py: the baseline's code does every epoch twice over.
+TWICE = """
+
+_train_epoch = NumpyScratch.train_epoch
+
+
+def _train_epoch_twice(self, x, y, batch_size):
+    _train_epoch(self, x, y, batch_size)
+    return _train_epoch(self, x, y, batch_size)
+
+
+NumpyScratch.train_epoch = _train_epoch_twice
+"""
+
+
+@pytest.fixture(scope="module")
+def interleaved(tmp_path_factory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("interleaved")
+    slow_base = tmp / "slow-base"
+    shutil.copytree(ROOT / "variants", slow_base / "variants")
+    with open(slow_base / "variants" / "numpy_scratch.py", "a") as f:
+        f.write(TWICE)
+    return {
+        "clean": bench(tmp / "clean.json", base=ROOT),
+        # every round of this tree does its work twice over: a regression no noise can hide
+        "doubled": bench(tmp / "doubled.json", "numpy_scratch:1.0", base=ROOT),
+        # the baseline tree's own code twice as slow: this tree reads faster
+        "slow_base": bench(tmp / "slow_base.json", base=slow_base),
+    }
+
+
+def test_the_interleaved_gate_fails_on_a_variant_doubled_in_cost(interleaved):
+    result = mlpbench("bench-compare", str(interleaved["doubled"]))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 slower: test_train_steps[numpy_scratch-b128]" in result.stdout
+    (verdict,) = bench_compare.compare_interleaved(interleaved["doubled"])
+    # the injection makes each round (1 + 1.0) x its clean time; the pairs see 2
+    assert verdict.measure == "pairs"
+    assert 1.7 < verdict.change.ratio < 2.4
+
+
+def test_the_interleaved_gate_passes_a_clean_run(interleaved):
+    result = mlpbench("bench-compare", str(interleaved["clean"]))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "none of 1 benchmarks is slower" in result.stdout
+    (verdict,) = bench_compare.compare_interleaved(interleaved["clean"])
+    assert 0.85 < verdict.change.ratio < 1.15
+
+
+def test_the_baseline_is_the_other_trees_code(interleaved):
+    """The baseline's rounds run the baseline tree's variants, not this tree's under its name."""
+    (verdict,) = bench_compare.compare_interleaved(interleaved["slow_base"])
+    assert verdict.verdict == "faster"
+    assert 0.4 < verdict.change.ratio < 0.6
+    info = json.loads(interleaved["slow_base"].read_text())["benchmarks"][0]["extra_info"]
+    assert info["base_tree"].endswith("slow-base")
+
+
+def test_one_file_without_an_interleaved_baseline_is_bad_input(runs):
+    assert_one_line_error(
+        mlpbench("bench-compare", str(runs["clean"])), "holds no interleaved baseline"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +166,7 @@ def test_a_faster_machine_is_not_a_faster_variant(runs, tmp_path):
         (["pyproject.toml", "pyproject.toml"], "not a pytest-benchmark JSON file"),
         (["BASE", "BASE", "--threshold", "abc"], "argument --threshold"),
         (["BASE", "BASE", "--alpha", "2"], "argument --alpha: must be between 0 and 1"),
+        (["BASE", "BASE", "BASE"], "two files at most"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):

@@ -81,7 +81,9 @@ CONFIGS = {
         spec=ModelSpec(input_size=784, hidden=(256, 128), num_classes=10),
         batch_sizes=(128,),
         samples_per_round=2560,  # 20 steps: fit's per-call set-up weighs less than at 10
-        rounds=15,  # pairs: a one-sided Wilcoxon test can reach p = 3e-5 with 15
+        # pairs: enough for a one-sided Wilcoxon test to see a slowdown through tf.data's and
+        # Keras fit's rounds, some of which take twice the others at random
+        rounds=25,
         min_seconds=0.5,
         max_rounds=200,
         warmup_rounds=1,
@@ -155,13 +157,13 @@ def slowdown(name: str) -> float:
 
 def slowed(run: Callable[[], None], fraction: float) -> Callable[[], None]:
     """`run` made `fraction` slower with real extra work: a busy loop before each call, sized so
-    that loop and call together take (1 + fraction) x the call's clean time (the median of three
+    that loop and call together take (1 + fraction) x the call's clean time (the median of seven
     calls made first without it). The loop comes first, so the thread pools' wake-up after it is
     part of the slowed variant's cost, as it would be for a user timing it alone, and the
     baseline's round that follows starts as it always does."""
     run()  # tracing, compilation: not part of the clean time
     clean = []
-    for _ in range(3):
+    for _ in range(7):
         t0 = time.perf_counter()
         run()
         clean.append(time.perf_counter() - t0)
