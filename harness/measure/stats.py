@@ -201,30 +201,6 @@ def ratio_of_medians(
     return RatioCI(ratio, float(low), float(high), confidence)
 
 
-def median_of_ratios(
-    a: Sequence[float], b: Sequence[float], confidence: float = 0.95, seed: int = 0
-) -> RatioCI:
-    """Paired samples (b[i] measured right after a[i]): the median of b[i] / a[i], with a
-    percentile-bootstrap interval over the pairs."""
-    n = min(len(a), len(b))
-    ratios = clean(np.asarray(b[:n], dtype=float) / np.asarray(a[:n], dtype=float))
-    if not ratios.size:
-        return RatioCI(math.nan, math.nan, math.nan, confidence)
-    ratio = float(np.median(ratios))
-    if ratios.size < 2:
-        return RatioCI(ratio, ratio, ratio, confidence)
-    result = scipy_stats.bootstrap(
-        (ratios,),
-        np.median,
-        n_resamples=2000,
-        confidence_level=confidence,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-    )
-    low, high = result.confidence_interval
-    return RatioCI(ratio, float(low), float(high), confidence)
-
-
 # --- independent samples across many groups: how the levels learn as written --------------
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib
 import math
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -155,28 +154,21 @@ def slowdown(name: str) -> float:
     return fractions.get(name, fractions.get("*", 0.0))
 
 
-def slowed(run: Callable[[], None], fraction: float) -> Callable[[], None]:
-    """`run` made `fraction` slower with real extra work: a busy loop before each call, sized so
-    that loop and call together take (1 + fraction) x the call's clean time (the median of seven
-    calls made first without it). The loop comes first, so the thread pools' wake-up after it is
-    part of the slowed variant's cost, as it would be for a user timing it alone, and the
-    baseline's round that follows starts as it always does."""
-    run()  # tracing, compilation: not part of the clean time
-    clean = []
-    for _ in range(7):
-        t0 = time.perf_counter()
-        run()
-        clean.append(time.perf_counter() - t0)
-    target = (1 + fraction) * statistics.median(clean)
-    last = [statistics.median(clean)]
+def slowed(
+    run: Callable[[], None], fraction: float, extra_work: Callable[[], object]
+) -> Callable[[], None]:
+    """`run` made `fraction` slower with real extra work after each call: `extra_work` (the
+    step's GEMMs in the variant's own framework) repeated for `fraction` of the call's own time.
+    Framework work, not a Python busy loop: the thread pools stay busy through it, so the
+    baseline's round that follows starts as it always does, and what slows is only this
+    variant, by `fraction` of each call, whatever the call took."""
 
     def run_with_extra_work() -> None:
-        t1 = time.perf_counter()
-        while time.perf_counter() - t1 < target - last[0]:
-            pass
         t0 = time.perf_counter()
         run()
-        last[0] = time.perf_counter() - t0
+        end = time.perf_counter() + fraction * (time.perf_counter() - t0)
+        while time.perf_counter() < end:
+            extra_work()
 
     return run_with_extra_work
 

@@ -123,8 +123,9 @@ BASE, BASE_CONTRACT = base_variants(SINGLE)
 def test_train_steps(benchmark, name, batch_size, config, calibration):
     cls = variants.load(name)
     run = epoch(cls, config, batch_size)
+    backend = "tensorflow" if uses_tensorflow(cls) else "numpy"
     if extra := slowdown(name):
-        run = slowed(run, extra)
+        run = slowed(run, extra, gemm_step(backend, config.spec, batch_size))
     round_seconds = warm_up(run)
     benchmark.group = group(config, batch_size)
     benchmark.extra_info.update(describe(config, batch_size), api_level=cls.api_level)
@@ -136,7 +137,6 @@ def test_train_steps(benchmark, name, batch_size, config, calibration):
     # GEMMs in the variant's own framework (NumPy's BLAS or TensorFlow's graph). A round's
     # time over its reference's is comparable across runs and machines (tests/benchmarks/
     # README.md), which the gate (harness/report/bench_compare.py) compares.
-    backend = "tensorflow" if uses_tensorflow(cls) else "numpy"
     gemms = gemm_step(backend, config.spec, batch_size)
     calls = max(1, config.steps(batch_size) // (CHAINS_PER_CALL if backend != "numpy" else 1))
     references: list[float] = []
