@@ -80,8 +80,8 @@ CONFIGS = {
         spec=ModelSpec(input_size=784, hidden=(256, 128), num_classes=10),
         batch_sizes=(128,),
         samples_per_round=2560,  # 20 steps: fit's per-call set-up weighs less than at 10
-        # pairs: enough for a one-sided Wilcoxon test to see a slowdown through tf.data's and
-        # Keras fit's rounds, some of which take twice the others at random
+        # per side: enough for the lower quartile to stay clear of the rounds of tf.data and
+        # Keras fit that take a fixed 75 ms more, up to half of them in a run
         rounds=25,
         min_seconds=0.5,
         max_rounds=200,
