@@ -7,6 +7,7 @@ trades that for speed and is recorded in the manifest.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import queue
@@ -15,7 +16,9 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -53,6 +56,29 @@ from variants.base import optimizer_to_dict
 KEEP_ON_RESUME = ("ok", "diverged")
 BAND_SEEDS = 3  # runs of the reference that make its seed band, at least
 POLL_SECONDS = 0.25  # how often timeouts are checked while waiting for events
+
+
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM (which the CLI handles like it) inside the block raise
+    KeyboardInterrupt only when it ends. Python runs signal handlers in the main thread, whatever
+    thread the kernel gave the signal to, so a handler holds them back; a signal mask would not,
+    since it is per thread and the reader and display threads leave it open."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {s: signal.signal(s, lambda n, _: held.append(n)) for s in HELD_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if held:
+            raise KeyboardInterrupt
 
 
 class Suite:
@@ -290,12 +316,9 @@ class Suite:
             while todo and len(active) < self.config.jobs:
                 # Ctrl-C waits until the new worker is in `active`: one started but not yet
                 # held would outlive the suite until its timeout
-                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-                try:
+                with interrupts_held():
                     worker = self._start(todo.popleft(), events)
                     active[id(worker)] = worker
-                finally:
-                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
             try:
                 worker, event = events.get(timeout=POLL_SECONDS)
             except queue.Empty:
