@@ -582,8 +582,6 @@ def _stop_on_signals() -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
-    # a supervisor started while the runner held SIGINT back (Suite._run) inherits the mask
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def supervise(argv: list[str]) -> int:
