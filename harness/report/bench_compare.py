@@ -59,7 +59,7 @@ from scipy import stats as scipy_stats
 from harness.measure import stats
 
 THRESHOLD = 0.15  # two files, measured in two processes: those alone move a variant 10-40 %
-PAIRED_THRESHOLD = 0.10  # interleaved: unchanged code read 0.93-1.07 (tests/benchmarks/README.md)
+INTERLEAVED_THRESHOLD = 0.10  # unchanged code read 0.945-1.047 (tests/benchmarks/README.md)
 ALPHA = 0.01
 QUANTILE = 0.25
 
@@ -134,18 +134,19 @@ def judge(
     new_kind, b = samples(*new)
     if base_kind != new_kind:  # one file predates the reference: compare raw times
         (base_kind, a), (_, b) = samples(base[0], {}), samples(new[0], {})
+    return shift(name, base_kind, a, b, threshold, alpha)
+
+
+def shift(
+    name: str, measure: str, a: list[float], b: list[float], threshold: float, alpha: float
+) -> Verdict:
+    """Is B (this tree's rounds) slower than A (the baseline's)? Lower quartiles' ratio and a
+    one-sided Mann-Whitney U test each way."""
     change = stats.ratio_of_medians(a, b, quantile=QUANTILE)
     if min(len(a), len(b)) < 3 or not math.isfinite(change.ratio):
-        return Verdict(name, base_kind, change, math.nan, "same")
-    slower_p = float(scipy_stats.mannwhitneyu(b, a, alternative="greater").pvalue)
-    faster_p = float(scipy_stats.mannwhitneyu(b, a, alternative="less").pvalue)
-    return decide(name, base_kind, change, slower_p, faster_p, (threshold, alpha))
-
-
-def decide(
-    name: str, measure: str, change: stats.RatioCI, p_slower: float, p_faster: float, rule: Any
-) -> Verdict:
-    threshold, alpha = rule
+        return Verdict(name, measure, change, math.nan, "same")
+    p_slower = float(scipy_stats.mannwhitneyu(b, a, alternative="greater").pvalue)
+    p_faster = float(scipy_stats.mannwhitneyu(b, a, alternative="less").pvalue)
     if change.ratio > 1 + threshold and p_slower < alpha:
         return Verdict(name, measure, change, p_slower, "slower")
     if change.ratio < 1 / (1 + threshold) and p_faster < alpha:
@@ -159,16 +160,11 @@ def judge_interleaved(
     """This tree's rounds against the baseline's, timed in alternate rounds of one process."""
     new = [float(t) for t in (benchmark.get("stats") or {}).get("data") or []]
     base = [float(t) for t in benchmark["extra_info"]["base_seconds"]]
-    change = stats.ratio_of_medians(base, new, quantile=QUANTILE)
-    if min(len(base), len(new)) < 3 or not math.isfinite(change.ratio):
-        return Verdict(name, "interleaved", change, math.nan, "same")
-    p_slower = float(scipy_stats.mannwhitneyu(new, base, alternative="greater").pvalue)
-    p_faster = float(scipy_stats.mannwhitneyu(new, base, alternative="less").pvalue)
-    return decide(name, "interleaved", change, p_slower, p_faster, (threshold, alpha))
+    return shift(name, "interleaved", base, new, threshold, alpha)
 
 
 def compare_interleaved(
-    path: Path, threshold: float = PAIRED_THRESHOLD, alpha: float = ALPHA
+    path: Path, threshold: float = INTERLEAVED_THRESHOLD, alpha: float = ALPHA
 ) -> list[Verdict]:
     """The benchmarks of one file that ran the baseline's code beside their own."""
     benchmarks = load(path)
@@ -250,7 +246,7 @@ def main(
         "--threshold",
         type=percentage,
         metavar="PCT",
-        help=f"smallest slowdown that fails; default: {PAIRED_THRESHOLD * 100:.0f}%% for one "
+        help=f"smallest slowdown that fails; default: {INTERLEAVED_THRESHOLD * 100:.0f}%% for one "
         f"interleaved file, {THRESHOLD * 100:.0f}%% for two files",
     )
     parser.add_argument(
@@ -273,7 +269,7 @@ def main(
         parser.error("give NEW, or BASE and NEW: two files at most")
     try:
         if len(args.files) == 1:
-            threshold = args.threshold or PAIRED_THRESHOLD
+            threshold = args.threshold or INTERLEAVED_THRESHOLD
             verdicts = compare_interleaved(args.files[0], threshold, args.alpha)
         else:
             threshold = args.threshold or THRESHOLD
