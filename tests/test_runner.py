@@ -283,6 +283,18 @@ def test_jobs_run_several_at_once_and_are_recorded(tmp_path):
     ]
 
 
+def _where_it_is(proc: subprocess.Popen[str]) -> str:
+    """What a suite that did not end was doing: the stacks of all its threads (the CLI prints
+    them on SIGUSR1), or, if it did end, that something else still holds its output pipes."""
+    if proc.poll() is not None:
+        return f"it exited ({proc.returncode}), but a process it started still holds its pipes"
+    proc.send_signal(signal.SIGUSR1)
+    time.sleep(2)
+    proc.kill()
+    _, stderr = proc.communicate(timeout=30)
+    return stderr[-8000:]
+
+
 def test_ctrl_c_keeps_finished_runs_and_resume_completes_them(tmp_path):
     out = tmp_path / "suite"
     args = [
@@ -308,7 +320,10 @@ def test_ctrl_c_keeps_finished_runs_and_resume_completes_them(tmp_path):
         else:
             pytest.fail("the suite never reached its second run")
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=30)
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the suite outlived Ctrl-C by 30 s:\n{_where_it_is(proc)}")
     finally:
         proc.kill()
     assert proc.returncode == 130, stderr

@@ -16,6 +16,7 @@ harness/cli/progress.py, the commands that read results harness/cli/report.py.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import shlex
 import signal
 import sys
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     _interrupt_on_sigterm()
+    # `kill -USR1 <pid>` prints where every thread of a suite that seems stuck is, and it goes on
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         return int(COMMANDS[args.command](args))
     except UsageError as exc:
