@@ -295,6 +295,20 @@ def _where_it_is(proc: subprocess.Popen[str]) -> str:
     return stderr[-8000:]
 
 
+@pytest.fixture
+def ctrl_c_reaches_children():
+    """A POSIX shell starts a background job with SIGINT ignored, and an ignored signal stays
+    ignored through fork and exec: a suite started from such a test run (`bash .ci/run &`)
+    would never see this test's Ctrl-C. A handled signal is reset to the default on exec, so
+    with one here the suite starts as it would from a terminal."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c_reaches_children")
 def test_ctrl_c_keeps_finished_runs_and_resume_completes_them(tmp_path):
     out = tmp_path / "suite"
     args = [
