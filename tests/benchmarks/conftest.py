@@ -230,7 +230,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             spread = row["ratio_spread"]
             write(
                 f"{row['variant']:<24} median {row['ratio_median']:.3f} "
-                f"(q1 {spread['q1']:.3f}, q3 {spread['q3']:.3f}, {spread['n']} pairs), "
+                f"(q1 {spread['q1']:.3f}, q3 {spread['q3']:.3f}, {spread['n']} paired epochs), "
                 f"best-of {row['ratio_best']:.3f}"
             )
     if not REPORT:

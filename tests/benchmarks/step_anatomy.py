@@ -12,12 +12,13 @@ adds one part to the one before:
     gradients   and the backward pass (every gradient computed, none applied)
     sgd         and w -= lr * g
     adam        and Keras' Adam (what the tf2_* and keras_* variants run)
+    adam_xla_update  the same, only the update compiled by XLA (called from the TF graph step)
     adam_fused  and TF1's fused Adam kernel (ResourceApplyAdam, what tf1_graph runs) instead
 
-each also compiled by XLA (`jit_compile=True` on the step). Rounds are interleaved, every form
-once per round in a rotating order, so the ratios compare timings taken seconds apart; the
-report is each form's median time per step and the gemm form's time over it (the fraction of
-the GEMM floor it reaches).
+each also compiled whole by XLA (`jit_compile=True` on the step), but for the last two. Rounds
+are interleaved, every form once per round in a rotating order, so the ratios compare timings
+taken seconds apart; the report is each form's median time per step and the gemm form's time
+over it (the fraction of the GEMM floor it reaches).
 """
 
 from __future__ import annotations
@@ -90,6 +91,17 @@ def make_forms(spec: ModelSpec, batch: int, steps: int) -> dict[str, Callable[[]
         keras_adam.apply_gradients(zip(grads, params, strict=True))
         return loss
 
+    # the update alone compiled by XLA, called from the TF graph step: each framework's half
+    xla_update = tf.function(
+        lambda grads: keras_adam.apply_gradients(zip(grads, params, strict=True)),
+        jit_compile=True,
+    )
+
+    def adam_xla_update(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        loss, grads = gradients(x, y)
+        xla_update(grads)
+        return loss
+
     def fused_adam(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         loss, grads = gradients(x, y)
         t.assign_add(1.0)
@@ -103,13 +115,13 @@ def make_forms(spec: ModelSpec, batch: int, steps: int) -> dict[str, Callable[[]
 
     steps_of = {
         "gemm": gemm, "forward": forward, "gradients": gradients_only, "sgd": sgd,
-        "adam": keras_adam_step, "adam_fused": fused_adam,
+        "adam": keras_adam_step, "adam_xla_update": adam_xla_update, "adam_fused": fused_adam,
     }  # fmt: skip
     forms = {}
     for name, step in steps_of.items():
         for xla in (False, True):
-            if name == "adam_fused" and xla:
-                continue  # XLA compiles Adam into one fused loop of its own: the `adam` row
+            if name in ("adam_fused", "adam_xla_update") and xla:
+                continue  # all of the step in XLA: the `adam xla` row
             forms[name + (" xla" if xla else "")] = whole_epoch(
                 tf.function(step, jit_compile=xla), xs, ys
             )
@@ -167,7 +179,7 @@ def main() -> None:
         for name, times in seconds.items():
             q1, med, q3 = np.percentile(times, [25, 50, 75])
             print(
-                f"  {name:15s} {med * 1e3:7.3f}  ({q1 * 1e3:.3f}-{q3 * 1e3:.3f})",
+                f"  {name:16s} {med * 1e3:7.3f}  ({q1 * 1e3:.3f}-{q3 * 1e3:.3f})",
                 f"{floor / med:5.2f}",
             )
     if args.json:
