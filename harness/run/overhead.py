@@ -47,30 +47,30 @@ from variants.base import Adam, Optimizer, optimizer_to_dict
 DEFAULT_VARIANTS = ("numpy_scratch", "tf2_function")
 
 
-def bare_epochs(
+def bare_seconds(
     variant_name: str, task: Task, optimizer: Optimizer, batch_size: int
 ) -> list[float]:
-    """Samples per second of each of epochs 2..N of a bare training loop (the module's
-    docstring says what it does and does not do)."""
+    """The seconds of each of epochs 2..N of a bare training loop (the module's docstring
+    says what it does and does not do)."""
     variant = variants.load(variant_name)()
     variant.build(task.spec, optimizer, task.init_weights)
     seconds = []
     for epoch in range(task.epochs):
         # Each epoch's data is made right before it, as the harness makes it. Made for all
         # epochs in advance, the bare side read slower: on Fashion-MNIST 10 of 16 variants
-        # had the harness 2-18 % faster than bare, and 0.96-1.03 once made this way.
+        # had the harness 2-18 % faster than bare (made this way, four of them read 0.96-1.03).
         x, y = task.epoch_data(epoch)
         t0 = time.perf_counter()
         np.asarray(variant.train_epoch(x, y, batch_size))
         seconds.append(time.perf_counter() - t0)
-    return [len(task.x_train) / s for s in scores.steady(seconds)]  # epoch 1 left out
+    return scores.steady(seconds)  # epoch 1 left out
 
 
-def harness_epochs(
+def harness_seconds(
     variant_name: str, task: Task, task_path: Path, optimizer: Optimizer, batch_size: int
 ) -> list[float]:
-    """Samples per second of each of epochs 2..N as a suite measures them: the worker's
-    training run on the task saved at `task_path`, and the epoch seconds of its events."""
+    """The seconds of each of epochs 2..N as a suite measures them: the worker's training run
+    on the task saved at `task_path`, and the epoch seconds of its events."""
     config = worker.WorkerConfig(
         task_path=str(task_path),
         variant=variant_name,
@@ -84,13 +84,7 @@ def harness_epochs(
     worker.train(config, worker.Events(stream), started=time.time())
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
     seconds = [e["seconds"] for e in events if e["event"] == "epoch"]
-    return [len(task.x_train) / s for s in scores.steady(seconds)]
-
-
-def block_throughput(epochs: list[float]) -> float:
-    """A block's samples per second over its timed epochs, as `scores.steady_throughput`
-    (total samples over total seconds) computes a run's."""
-    return len(epochs) / sum(1 / e for e in epochs)
+    return scores.steady(seconds)
 
 
 def measure(
@@ -106,7 +100,7 @@ def measure(
     if epochs < 2:
         raise ValueError("the task needs at least 2 epochs: epoch 1 is never timed")
     optimizer = optimizer or Adam()
-    bare: list[list[float]] = []  # per block, each timed epoch's samples per second
+    bare: list[list[float]] = []  # per block, each timed epoch's seconds
     harness: list[list[float]] = []
     with tempfile.TemporaryDirectory(prefix="mlpbench-overhead-") as tmp:
         task_path = Path(tmp) / "task.npz"
@@ -115,17 +109,22 @@ def measure(
             # ABBA: the order flips every round so that a drift in load favours neither side.
             for kind in ("bare", "harness") if r % 2 == 0 else ("harness", "bare"):
                 if kind == "bare":
-                    bare.append(bare_epochs(variant_name, task, optimizer, batch_size))
+                    bare.append(bare_seconds(variant_name, task, optimizer, batch_size))
                 else:
                     harness.append(
-                        harness_epochs(variant_name, task, task_path, optimizer, batch_size)
+                        harness_seconds(variant_name, task, task_path, optimizer, batch_size)
                     )
+    n = len(task.x_train)
+    bare_epochs = [[n / s for s in block] for block in bare]
+    harness_epochs = [[n / s for s in block] for block in harness]
     ratios = [
-        h / b for hs, bs in zip(harness, bare, strict=True) for h, b in zip(hs, bs, strict=True)
+        h / b
+        for hs, bs in zip(harness_epochs, bare_epochs, strict=True)
+        for h, b in zip(hs, bs, strict=True)
     ]
     ratio = spread(ratios)
-    bare_blocks = [block_throughput(b) for b in bare]
-    harness_blocks = [block_throughput(h) for h in harness]
+    bare_blocks = [scores.steady_throughput(n, block, warmup=0) for block in bare]
+    harness_blocks = [scores.steady_throughput(n, block, warmup=0) for block in harness]
     return {
         "variant": variant_name,
         "ratio_median": ratio.median,
@@ -137,8 +136,8 @@ def measure(
         "ratios": ratios,
         "bare_samples_per_second": bare_blocks,
         "harness_samples_per_second": harness_blocks,
-        "bare_epoch_samples_per_second": bare,
-        "harness_epoch_samples_per_second": harness,
+        "bare_epoch_samples_per_second": bare_epochs,
+        "harness_epoch_samples_per_second": harness_epochs,
         "bare_samples_per_second_median": spread(bare_blocks).median,
         "harness_samples_per_second_median": spread(harness_blocks).median,
         "rounds": rounds,
