@@ -35,7 +35,7 @@ import tensorflow as tf
 from harness.measure.roofline import gemm_shapes
 from harness.task import glorot_uniform
 from variants.base import Adam, ModelSpec
-from variants.keras_optimizers import keras_optimizer
+from variants.tf2_tape import TF2Eager
 
 
 def make_forms(spec: ModelSpec, batch: int, steps: int) -> dict[str, Callable[[], tf.Tensor]]:
@@ -43,10 +43,12 @@ def make_forms(spec: ModelSpec, batch: int, steps: int) -> dict[str, Callable[[]
     weights = glorot_uniform(spec, rng)
     xs = tf.constant(rng.random((steps, batch, spec.input_size), dtype=np.float32))
     ys = tf.constant(rng.integers(0, spec.num_classes, (steps, batch)))
-    params = [tf.Variable(w) for w in weights]
+    # the tf2_* variants' own model, forward pass, Keras Adam and step (TF2Eager leaves the
+    # step uncompiled: each form below compiles its own)
     adam = Adam()
-    keras_adam = keras_optimizer(adam)
-    keras_adam.build(params)
+    model = TF2Eager()
+    model.build(spec, adam, weights)
+    params, keras_adam = model.params, model.optimizer
     slots = [(tf.Variable(tf.zeros_like(p)), tf.Variable(tf.zeros_like(p))) for p in params]
     t = tf.Variable(0.0)
     operands = [
@@ -58,10 +60,7 @@ def make_forms(spec: ModelSpec, batch: int, steps: int) -> dict[str, Callable[[]
     ]
 
     def loss_of(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        h = x
-        for i in range(0, len(params) - 2, 2):
-            h = tf.nn.relu(h @ params[i] + params[i + 1])
-        logits = h @ params[-2] + params[-1]
+        logits = model.forward(x)
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
 
     def gradients(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, list[tf.Tensor]]:
@@ -84,11 +83,6 @@ def make_forms(spec: ModelSpec, batch: int, steps: int) -> dict[str, Callable[[]
         loss, grads = gradients(x, y)
         for p, g in zip(params, grads, strict=True):
             p.assign_sub(adam.lr * g)
-        return loss
-
-    def keras_adam_step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        loss, grads = gradients(x, y)
-        keras_adam.apply_gradients(zip(grads, params, strict=True))
         return loss
 
     # the update alone compiled by XLA, called from the TF graph step: each framework's half
@@ -115,7 +109,7 @@ def make_forms(spec: ModelSpec, batch: int, steps: int) -> dict[str, Callable[[]
 
     steps_of = {
         "gemm": gemm, "forward": forward, "gradients": gradients_only, "sgd": sgd,
-        "adam": keras_adam_step, "adam_xla_update": adam_xla_update, "adam_fused": fused_adam,
+        "adam": model.step, "adam_xla_update": adam_xla_update, "adam_fused": fused_adam,
     }  # fmt: skip
     forms = {}
     for name, step in steps_of.items():
