@@ -119,7 +119,40 @@ def load(path: Path) -> dict[str, dict[str, Any]]:
     benchmarks = data.get("benchmarks") if isinstance(data, dict) else None
     if not isinstance(benchmarks, list) or not all(isinstance(b, dict) for b in benchmarks):
         raise InputError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' list)")
-    return {str(b.get("name") or b.get("fullname")): b for b in benchmarks}
+    named = {str(b.get("name") or b.get("fullname")): b for b in benchmarks}
+    for name, b in named.items():
+        stats_ = b.get("stats")
+        _check_timings(path, name, "stats.data", stats_.get("data") if stats_ else None)
+        info = b.get("extra_info") or {}
+        for key in ("base_seconds", "reference_seconds"):
+            if info.get(key) is not None:
+                _check_timings(path, name, f"extra_info.{key}", info[key])
+    return named
+
+
+def _check_timings(path: Path, name: str, where: str, values: Any) -> None:
+    """Round times must be a non-empty list of positive seconds: judged on none (an empty
+    list, NaN, text), a gate would call the benchmark "same" and pass on no data."""
+    found = json.dumps(values)
+    if isinstance(values, list) and values:
+        bad = [t for t in values if not _positive_seconds(t)]
+        if not bad:
+            return
+        found = f"a list holding {json.dumps(bad[0])}"
+    found = found if len(found) <= 40 else found[:37] + "..."
+    raise InputError(
+        f"{path}: benchmark {name} has no valid timings ({where} is {found}, expected a list "
+        "of positive seconds); run the benchmarks again to write this file"
+    )
+
+
+def _positive_seconds(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def judge(
