@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from .test_bench_gate import assert_one_line_error as assert_gate_error
-from .test_cli import ROOT, mlpbench
+from .test_cli import ROOT, assert_one_line_error, mlpbench
+from .test_compare import SMALL_A
 
 BASELINE = ROOT / "tests" / "benchmarks" / "baseline" / "short.json"
 
@@ -46,3 +49,69 @@ def test_bench_compare_refuses_a_benchmark_with_no_valid_timings(damage, tmp_pat
     result = mlpbench("bench-compare", *files)
     assert_gate_error(result, f"{new}: benchmark {name}")
     assert "no valid timings" in result.stderr
+
+
+# -- compare: nothing compared is not "no variant is slower" ----------------------------------
+
+
+def _results_copy(tmp_path: Path, name: str, summary_change=None, runs_change=None) -> Path:
+    """A copy of the small_a fixture with its summary.csv and manifest runs edited."""
+    folder = tmp_path / name
+    shutil.copytree(SMALL_A, folder)
+    if summary_change:
+        frame = pd.read_csv(folder / "summary.csv", dtype=str, keep_default_na=False)
+        summary_change(frame)
+        frame.to_csv(folder / "summary.csv", index=False)
+    if runs_change:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        for run in manifest["runs"]:
+            runs_change(run)
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def _all_noisy(frame: pd.DataFrame) -> None:
+    frame["noisy"] = "True"
+
+
+def _all_failed(frame: pd.DataFrame) -> None:
+    frame["status"] = "failed"
+    frame["error"] = "failed: RuntimeError: boom"
+
+
+def _run_failed(run: dict) -> None:
+    run.update(status="failed", error="failed: RuntimeError: boom")
+
+
+def test_compare_fails_when_b_finished_nothing_and_a_was_all_noisy(tmp_path):
+    """Once 'no data' for every variant, 'no variant is slower', exit 0."""
+    a = _results_copy(tmp_path, "a", _all_noisy)
+    b = _results_copy(tmp_path, "b", _all_failed, _run_failed)
+    result = mlpbench("compare", str(a), str(b))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "no variant is slower" not in result.stdout
+    assert "with no finished run in B" in result.stdout
+
+
+def test_compare_with_nothing_comparable_is_exit_2(tmp_path):
+    """Both sides finished but every run of A was noisy: nothing was compared, so the gate
+    cannot say 'not slower'."""
+    a = _results_copy(tmp_path, "a", _all_noisy)
+    result = mlpbench("compare", str(a), str(SMALL_A))
+    assert_one_line_error(result)
+    assert "nothing to compare" in result.stderr and "noisy" in result.stderr
+
+
+def test_compare_of_sets_sharing_no_variant_is_exit_2(tmp_path):
+    a = _results_copy(tmp_path, "a")
+    for name in ("summary.csv", "epochs.csv", "steps.csv"):
+        frame = pd.read_csv(a / name, dtype=str, keep_default_na=False)
+        frame["variant"] = "other_" + frame["variant"]
+        frame.to_csv(a / name, index=False)
+    manifest = json.loads((a / "manifest.json").read_text())
+    for run in manifest["runs"]:
+        run["variant"] = "other_" + run["variant"]
+    (a / "manifest.json").write_text(json.dumps(manifest))
+    result = mlpbench("compare", str(a), str(SMALL_A))
+    assert_one_line_error(result)
+    assert "share no variant" in result.stderr

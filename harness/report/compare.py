@@ -19,7 +19,7 @@ import pandas as pd
 
 from harness.measure import stats
 from harness.report.data import ReportData, combine, format_number, throughput_by_label
-from harness.results.reader import ResultSet, read_results
+from harness.results.reader import ResultsError, ResultSet, read_results
 
 # Environment keys worth pointing out when they differ: what a comparison is usually about.
 ENVIRONMENT_KEYS = ("tensorflow", "keras", "numpy", "python", "cpu_model", "gpus", "hostname")
@@ -89,7 +89,24 @@ def compare(
                 verdict=_verdict(v, da, db, shift, threshold, alpha),
             )
         )
+    if not any(c.verdict in JUDGED for c in changes):
+        raise ResultsError(_nothing_compared(a, b, changes))
     return Comparison(a, b, threshold, alpha, tuple(changes), tuple(_notes(a, b)))
+
+
+# The verdicts a comparison was made for; a gate that judged none of its variants has not
+# shown that nothing is slower.
+JUDGED = ("slower", "faster", "unchanged", "none finished in B")
+
+
+def _nothing_compared(a: ResultSet, b: ResultSet, changes: list[VariantChange]) -> str:
+    where = f"nothing to compare between {a.path} and {b.path}"
+    if not any(c.verdict == "no data" for c in changes):
+        return f"{where}: they share no variant; compare two runs of the same variants"
+    return (
+        f"{where}: no variant has a finished run that other processes did not disturb "
+        "(noisy) in both; run the suite again on a quieter machine, or with --retry-noisy N"
+    )
 
 
 def _runs(data: ReportData, variant: str) -> str:
@@ -115,8 +132,13 @@ def _verdict(
         return "only in A"
     if variant not in da.labels:
         return "only in B"
+    # A's runs that finished count even when all were noisy: B losing every run is a
+    # regression whatever A's timings were
+    finished_a, finished_b = ((d.ok["label"] == variant).any() for d in (da, db))
+    if finished_a and not finished_b or shift.a.n and not shift.b.n:
+        return "none finished in B"
     if not math.isfinite(shift.ratio):
-        return "none finished in B" if shift.a.n and not shift.b.n else "no data"
+        return "no data"
     if shift.test.significant(alpha) and shift.ratio < 1 - threshold:
         return "slower"
     if shift.test.significant(alpha) and shift.ratio > 1 + threshold:
@@ -200,9 +222,11 @@ def _headline(result: Comparison) -> str:
         )
     if lost:
         parts.append(f"{len(lost)} variant(s) with no finished run in B: {', '.join(lost)}")
-    if parts:
-        return "; ".join(parts)
-    return f"no variant is slower by more than {pct} with p < {result.alpha:g}"
+    if not parts:
+        parts.append(f"no variant is slower by more than {pct} with p < {result.alpha:g}")
+    if unjudged := [c.variant for c in result.changes if c.verdict == "no data"]:
+        parts.append(f"not compared, no quiet finished run in A or B: {', '.join(unjudged)}")
+    return "; ".join(parts)
 
 
 STYLES = {
