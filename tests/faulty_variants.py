@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 
 import numpy as np
@@ -155,4 +156,51 @@ class Chatty(NumpyScratch):
         for _ in range(12 * 1024):
             print(line)
         print("the last line of this epoch", flush=True)
+        return super().train_epoch(x, y, batch_size)
+
+
+# Variants that leave processes behind. Each writes the pid of what should not outlive the
+# suite into the folder named by PIDS_DIR, so that a test can look for it afterwards.
+PIDS_DIR = "MLPBENCH_TEST_PIDS"
+
+
+def _note_pid(pid: int, what: str) -> None:
+    folder = os.environ.get(PIDS_DIR)
+    if folder:
+        with open(os.path.join(folder, f"{what}-{pid}"), "w") as f:
+            f.write(str(pid))
+
+
+class SpawnsChild(NumpyScratch):
+    """Starts a long `sleep` in its build and never waits for it (a server it forgot)."""
+
+    name = "spawns_child"
+    api_level = "test: leaves a child process"
+
+    def build(self, spec, optimizer, init_weights):
+        _note_pid(subprocess.Popen(["sleep", "300"]).pid, "child")
+        super().build(spec, optimizer, init_weights)
+
+
+class SpawnsDaemon(NumpyScratch):
+    """Starts a long `sleep` in a session of its own, out of its worker's process group."""
+
+    name = "spawns_daemon"
+    api_level = "test: leaves a process in another session"
+
+    def build(self, spec, optimizer, init_weights):
+        child = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        _note_pid(child.pid, "daemon")
+        super().build(spec, optimizer, init_weights)
+
+
+class Slow(NumpyScratch):
+    """Sleeps 30 s in each epoch: a worker still busy when its suite is killed."""
+
+    name = "slow"
+    api_level = "test: 30 s per epoch"
+
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
+        _note_pid(os.getpid(), "worker")
+        time.sleep(30)
         return super().train_epoch(x, y, batch_size)

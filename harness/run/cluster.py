@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.measure import noise
+from harness.run import lifetime
 from harness.run.worker import Events, WorkerConfig
 
 if TYPE_CHECKING:
@@ -601,6 +602,7 @@ def supervise(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     ports = [int(p) for p in args.ports.split(",")] if args.ports else None
     config = WorkerConfig.from_json(args.config)
+    lifetime.die_with_parent(config.event_fd)  # and its ranks die with it (_die_with_parent)
     _stop_on_signals()
     if args.fork:
         import harness.run.preload  # noqa: F401  (imports only: no runtime, no thread of TensorFlow's)

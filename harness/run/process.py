@@ -8,6 +8,7 @@ import json
 import os
 import queue
 import signal
+import subprocess
 import threading
 import time
 from dataclasses import replace
@@ -80,11 +81,27 @@ class WorkerProcess:
         events.put((self, None))
 
     def kill(self) -> None:
+        """SIGKILL to the worker's process group: the worker and whatever it started."""
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:  # a warm worker killed before it made its process group
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            if self.process.returncode is None:  # a warm worker that has not made its group yet
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.process.pid, signal.SIGKILL)
+
+    def reap(self, timeout: float) -> None:
+        """Wait for a worker whose pipe closed. One that hangs on its way out (TensorFlow's
+        threads at interpreter exit) is killed after `timeout` seconds."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.timed_out = self.final is None  # a finished run is still a result
+            self.kill()
+            self.process.wait()
+        # What the variant started and left running ends with its run. While a member of the
+        # group lives, the kernel gives no new process the group's id; once none does, this
+        # kill finds nothing.
+        self.kill()
 
     @property
     def elapsed(self) -> float:

@@ -14,7 +14,6 @@ import queue
 import shlex
 import shutil
 import signal
-import subprocess
 import tempfile
 import threading
 from collections import deque
@@ -328,7 +327,7 @@ class Suite:
             if worker is not None and event is not None:
                 worker.final = self.results.on_event(worker.record, event) or worker.final
             elif worker is not None:  # its pipe closed: the process is gone or going
-                self._reap(worker)
+                worker.reap(max(1.0, self.config.timeout - worker.elapsed))
                 cap_log(self.config.out / worker.record.log)
                 del active[id(worker)]
                 self._finish(worker)
@@ -365,16 +364,6 @@ class Suite:
     def _warm(self, variant: str) -> bool:
         source = self.sources.get(variant)
         return source is not None and uses_framework(source.imports)
-
-    def _reap(self, worker: WorkerProcess) -> None:
-        """Wait for a worker whose pipe closed. One that hangs on its way out (TensorFlow's
-        threads at interpreter exit) still answers to the timeout."""
-        try:
-            worker.process.wait(timeout=max(1.0, self.config.timeout - worker.elapsed))
-        except subprocess.TimeoutExpired:
-            worker.timed_out = worker.final is None  # a finished run is still a result
-            worker.kill()
-            worker.process.wait()
 
     def _start(self, record: RunRecord, events: queue.Queue[Any]) -> WorkerProcess:
         attempts = record.attempts or 0

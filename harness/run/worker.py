@@ -36,6 +36,7 @@ import numpy as np
 import variants
 from harness.measure import noise
 from harness.results import scores
+from harness.run import lifetime
 from harness.task import Task
 from variants.base import AsWritten, optimizer_from_dict
 
@@ -384,10 +385,17 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     config = WorkerConfig.from_json(argv[0])
-    if config.event_fd is None:
-        return run(config, Events(sys.stdout))
-    with os.fdopen(config.event_fd, "w", encoding="utf-8") as stream:
-        return run(config, Events(stream))
+    lifetime.die_with_parent(config.event_fd)
+    lifetime.adopt_orphans()
+    try:
+        if config.event_fd is None:
+            return run(config, Events(sys.stdout))
+        # a process the variant starts must not hold the runner's pipe open after this one ends
+        os.set_inheritable(config.event_fd, False)
+        with os.fdopen(config.event_fd, "w", encoding="utf-8") as stream:
+            return run(config, Events(stream))
+    finally:
+        lifetime.end_descendants()  # what the variant started ends with its run
 
 
 if __name__ == "__main__":

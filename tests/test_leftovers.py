@@ -1,0 +1,164 @@
+"""Nothing a suite started outlives it: a variant's own child processes, and a worker whose
+suite was killed with SIGKILL."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.datasets import load_digits
+from harness.run.launch import Launcher
+from harness.run.process import WorkerProcess
+from harness.run.record import RunRecord
+from harness.run.worker import WorkerConfig
+from harness.task import make_task
+from variants.base import SGD, optimizer_to_dict
+
+from .faulty_variants import PIDS_DIR
+from .test_cli import ENV, MLPBENCH, ROOT, SMALL
+
+GRACE_SECONDS = 5.0  # for the kernel to end a process it has been told to kill
+
+
+def _alive(pid: int) -> bool:
+    """Running, or stopped: anything but gone or a zombie (dead, waiting to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _noted(folder: Path, what: str) -> list[int]:
+    """The pids the faulty variants wrote down (tests/faulty_variants.py: _note_pid)."""
+    return [int(p.name.split("-")[1]) for p in folder.glob(f"{what}-*")]
+
+
+def _survivors(pids: list[int], grace: float = GRACE_SECONDS) -> list[int]:
+    deadline = time.monotonic() + grace
+    while (alive := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive
+
+
+@contextlib.contextmanager
+def _reaping(folder: Path):
+    """Whatever the variants noted is killed when the test ends, passed or failed: they are
+    this test's processes (a `sleep` or a worker of these variants), never anyone else's."""
+    try:
+        yield
+    finally:
+        for path in folder.glob("*-*"):
+            pid = int(path.name.split("-")[1])
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if b"sleep" in cmdline or b"harness.run" in cmdline:
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _env(pids: Path) -> dict[str, str]:
+    return {**ENV, PIDS_DIR: str(pids)}
+
+
+# -- a variant's own child processes --------------------------------------------------------------
+
+
+def _run_worker(tmp_path: Path, variant: str, pids: Path) -> WorkerProcess:
+    """One cold worker of `variant` as the runner starts and ends it, to its end."""
+    task = make_task(load_digits(), (16,), 1, seed=0)
+    task.save(tmp_path / "task.npz")
+    config = WorkerConfig(
+        task_path=str(tmp_path / "task.npz"),
+        variant=variant,
+        variant_path=f"tests.faulty_variants:{variant}",
+        optimizer=optimizer_to_dict(SGD(0.1)),
+        batch_size=128,
+        epochs=1,
+        device="cpu",
+    )
+    env = {**_env(pids), "PYTHONPATH": str(ROOT)}
+    launcher = Launcher(env, tmp_path / "server.log", warm=False)
+    events: queue.Queue = queue.Queue()
+    worker = WorkerProcess(
+        RunRecord(variant, 0), config, launcher, False, tmp_path / "w.log", events
+    )
+    deadline = time.monotonic() + 60
+    while (item := events.get(timeout=60))[1] is not None:
+        worker.final = item[1]
+        assert time.monotonic() < deadline
+    worker.reap(timeout=60)
+    return worker
+
+
+@pytest.mark.parametrize("variant", ["SpawnsChild", "SpawnsDaemon"])
+def test_what_a_worker_started_ends_with_it(variant, tmp_path):
+    """The cheap check: one worker, as the runner reaps it, leaves no process of its variant's
+    behind, whether in its process group or in a session of its own."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    with _reaping(pids):
+        worker = _run_worker(tmp_path, variant, pids)
+        assert worker.outcome(60, tmp_path)[0] == "ok", (tmp_path / "w.log").read_text()
+        started = _noted(pids, "child") + _noted(pids, "daemon")
+        assert started, "the variant started nothing"
+        assert not _survivors(started), f"{variant}'s sleep outlived its worker"
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("variant", ["SpawnsChild", "SpawnsDaemon"])
+def test_a_variants_child_processes_end_with_the_suite(variant, tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    out = tmp_path / "r"
+    path = f"tests.faulty_variants:{variant}"
+    with _reaping(pids):
+        result = subprocess.run(
+            [*MLPBENCH, "run", *SMALL, "--variant", path, "--no-parity", "--out", str(out)],
+            cwd=ROOT,
+            env=_env(pids),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        started = _noted(pids, "child") + _noted(pids, "daemon")
+        assert started, "the variant started nothing"
+        assert not _survivors(started), f"{variant}'s sleep outlived the suite"
+
+
+# -- a worker whose suite was killed ------------------------------------------------------------
+
+
+@pytest.mark.system
+def test_a_worker_dies_with_its_killed_suite(tmp_path):
+    """kill -9 of the suite runs no clean-up of its own: the kernel must end its worker, which
+    would otherwise write a BrokenPipe traceback into the log of the run resumed after it."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    out = tmp_path / "r"
+    args = ["run", *SMALL, "--variants", "numpy_scratch", "--seeds", "0,1"]
+    args += ["--variant", "tests.faulty_variants:Slow", "--no-parity", "--out", str(out)]
+    with _reaping(pids):
+        suite = subprocess.Popen(
+            [*MLPBENCH, *args], cwd=ROOT, env=_env(pids), stderr=subprocess.DEVNULL
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not _noted(pids, "worker"):
+                assert time.monotonic() < deadline and suite.poll() is None
+                time.sleep(0.05)
+        finally:
+            suite.kill()
+            suite.wait()
+        (worker,) = _noted(pids, "worker")
+        assert not _survivors([worker]), "the worker outlived its killed suite"
+        log = out / "logs" / "tests_faulty_variants_Slow-seed0.log"
+        assert "BrokenPipeError" not in log.read_text()
+
