@@ -1,5 +1,6 @@
-"""Nothing a suite started outlives it: a variant's own child processes, and a worker whose
-suite was killed with SIGKILL."""
+"""Nothing a suite started outlives it, and nothing it did not write is deleted: a variant's own
+child processes, a worker whose suite was killed with SIGKILL, a second Ctrl-C during the
+shutdown, and --force on a folder that only looks like a results folder."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli.main import INTERRUPTS, interrupt_once
 from harness.datasets import load_digits
 from harness.run.launch import Launcher
 from harness.run.process import WorkerProcess
 from harness.run.record import RunRecord
+from harness.run.suite import interrupts_held
 from harness.run.worker import WorkerConfig
 from harness.task import make_task
 from variants.base import SGD, optimizer_to_dict
@@ -162,3 +165,69 @@ def test_a_worker_dies_with_its_killed_suite(tmp_path):
         log = out / "logs" / "tests_faulty_variants_Slow-seed0.log"
         assert "BrokenPipeError" not in log.read_text()
 
+
+# -- Ctrl-C, and again during the shutdown ------------------------------------------------------
+
+
+@pytest.fixture
+def ctrl_c_reaches_children():
+    """A suite started from a background job would inherit SIGINT ignored (see test_runner)."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_only_the_first_interrupt_counts():
+    """The cheap check, in this process: two signals held while a worker starts make one
+    KeyboardInterrupt, and any after it are ignored for the rest of the shutdown."""
+    saved = {number: signal.getsignal(number) for number in INTERRUPTS}
+    try:
+        for number in INTERRUPTS:
+            signal.signal(number, interrupt_once)
+        with pytest.raises(KeyboardInterrupt), interrupts_held():
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGINT)  # would raise again, in the middle of the clean-up
+        signal.raise_signal(signal.SIGTERM)
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+
+
+@pytest.mark.system
+@pytest.mark.usefixtures("ctrl_c_reaches_children")
+def test_ctrl_c_again_and_again_during_the_shutdown_is_one_line_and_130(tmp_path):
+    """An impatient user, or `timeout` passing on the Ctrl-C it got too: the first SIGINT
+    begins the shutdown and every later one must leave it alone."""
+    out = tmp_path / "r"
+    args = ["run", *SMALL, "--variants", "numpy_scratch", "--seeds", "0,1", "--no-parity"]
+    args += ["--variant", "tests.faulty_variants:Hang", "--timeout", "120", "--out", str(out)]
+    suite = subprocess.Popen(
+        [*MLPBENCH, *args],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own group, as a terminal's foreground job has
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "logs" / "tests_faulty_variants_Hang-seed0.log").exists():
+            assert time.monotonic() < deadline and suite.poll() is None
+            time.sleep(0.05)
+        deadline = time.monotonic() + 30
+        while suite.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(suite.pid, signal.SIGINT)
+            time.sleep(0.01)
+        _, stderr = suite.communicate(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(suite.pid, signal.SIGKILL)
+        suite.wait()
+    assert "Traceback" not in stderr, stderr
+    assert suite.returncode == 130, stderr
+    assert len([ln for ln in stderr.splitlines() if "interrupted" in ln]) == 1, stderr

@@ -20,24 +20,25 @@ import faulthandler
 import shlex
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import variants
-from harness.cli import report as report_cli
 from harness.cli.errors import PROG, UsageError, fail
-from harness.cli.options import build_parser
-from harness.cli.validate import Validated, batch_sizes, check_output, validate
-from harness.measure import loc
 
-if TYPE_CHECKING:  # the runner imports pandas: only `run` needs it, so it is imported there
+# The rest is imported once Ctrl-C is handled (main): importing it takes seconds (pandas,
+# scipy), and a Ctrl-C then would otherwise print the import's traceback.
+if TYPE_CHECKING:
+    from harness.cli.validate import Validated
     from harness.run.config import RunConfig
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    import variants
     from harness.cli.progress import make_console
+    from harness.measure import loc
 
     table = Table()
     for column in ("variant", "API level", "LOC", "class"):
@@ -73,6 +74,8 @@ def execute(valid: Validated, config: RunConfig, resume_out: Path | None = None)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness.cli.validate import check_output, validate
+
     valid = validate(args)
     config = valid.config
     check_output(config.out, config.resume, config.force)
@@ -80,6 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from harness.cli.validate import batch_sizes, check_output, validate
     from harness.results.sweep import read_sweep_folder
     from harness.run import sweep
 
@@ -114,36 +118,57 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return code
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, **report_cli.COMMANDS}
+def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
+    from harness.cli import report as report_cli
+
+    return {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, **report_cli.COMMANDS}
 
 
-def _interrupt_on_sigterm() -> None:
-    """A `kill` is handled like Ctrl-C: finished runs are kept."""
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, handler)
+def interrupt_once(signum: int, frame: Any) -> None:
+    """Ctrl-C, and a `kill` handled like it: the command stops and keeps its finished runs.
+    Only the first counts: a second (an impatient Ctrl-C, or `timeout` passing on the one it
+    got too) would break the shutdown the first began, wherever it landed (in a `finally`, or
+    between a lock's acquire and release). Ignored, not handled, from then on: Python puts
+    back the default action of a handled SIGINT at exit, which a late one would then take."""
+    for number in INTERRUPTS:
+        signal.signal(number, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _handle_interrupts() -> None:
+    # one the command was started with ignored (a shell's background job ignores SIGINT) stays so
+    for number in INTERRUPTS:
+        if signal.getsignal(number) != signal.SIG_IGN:
+            signal.signal(number, interrupt_once)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench-compare"]:  # its own parser, --help included
-        from harness.report import bench_compare
-
-        return bench_compare.main(argv[1:], prog=f"{PROG} bench-compare")
-    args = build_parser().parse_args(argv)
-    args.argv = argv
-    _interrupt_on_sigterm()
-    # `kill -USR1 <pid>` prints where every thread of a suite that seems stuck is, and it goes on
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    _handle_interrupts()
     try:
-        return int(COMMANDS[args.command](args))
+        return _dispatch(argv)
     except UsageError as exc:
         return fail(str(exc))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+
+
+def _dispatch(argv: list[str]) -> int:
+    if argv[:1] == ["bench-compare"]:  # its own parser, --help included
+        from harness.report import bench_compare
+
+        return bench_compare.main(argv[1:], prog=f"{PROG} bench-compare")
+    from harness.cli.options import build_parser
+
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    # `kill -USR1 <pid>` prints where every thread of a suite that seems stuck is, and it goes on
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    return int(_commands()[args.command](args))
 
 
 if __name__ == "__main__":

@@ -79,6 +79,10 @@ def interrupts_held() -> Iterator[None]:
         for number, handler in previous.items():
             signal.signal(number, handler)
         if held:
+            # as if it came now: the handler may also decide what later ones do (the CLI's)
+            handler = previous[held[0]]
+            if callable(handler):
+                handler(held[0], None)
             raise KeyboardInterrupt
 
 
