@@ -186,7 +186,7 @@ def test_variants_in_one_set_only_and_setting_changes(tmp_path: Path) -> None:
     b = tmp_path / "b"
     shutil.copytree(SMALL_B, b)
     manifest = json.loads((b / "manifest.json").read_text())
-    manifest["config"]["epochs"] = 5
+    manifest["config"]["batch_size"] = 256  # not epochs: a manifest of 5 with 3 stored is cut short
     manifest["environment"]["tensorflow"] = "2.16.1"
     manifest["runs"] = [r for r in manifest["runs"] if r["variant"] != "keras_sequential"]
     (b / "manifest.json").write_text(json.dumps(manifest))
@@ -197,4 +197,4 @@ def test_variants_in_one_set_only_and_setting_changes(tmp_path: Path) -> None:
     verdicts = {c.variant: c.verdict for c in result.changes}
     assert verdicts["keras_sequential"] == "only in A"
     assert "tensorflow: 2.21.0 -> 2.16.1" in result.notes
-    assert "epochs: 3 -> 5" in result.notes
+    assert "batch_size: 128 -> 256" in result.notes

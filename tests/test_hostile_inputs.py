@@ -115,3 +115,42 @@ def test_compare_of_sets_sharing_no_variant_is_exit_2(tmp_path):
     result = mlpbench("compare", str(a), str(SMALL_A))
     assert_one_line_error(result)
     assert "share no variant" in result.stderr
+
+
+# -- a CSV cut short, in a folder whose manifest says every run finished ----------------------
+
+
+def _cut(folder: Path, name: str, keep) -> Path:
+    """Keep what `keep(text)` returns of folder/name."""
+    file = folder / name
+    file.write_text(keep(file.read_text()))
+    return file
+
+
+TRUNCATIONS = {
+    # the last run's last epoch loses its last two steps
+    "steps.csv on a row boundary": ("steps.csv", lambda t: "".join(t.splitlines(True)[:-2])),
+    # the last run's last epoch entirely
+    "steps.csv on an epoch boundary": ("steps.csv", lambda t: "".join(t.splitlines(True)[:-4])),
+    "steps.csv mid-row": ("steps.csv", lambda t: t[:-5]),
+    "epochs.csv with only its header": ("epochs.csv", lambda t: t.splitlines(True)[0]),
+    "epochs.csv mid-row": ("epochs.csv", lambda t: t[:-7]),
+}
+
+
+@pytest.mark.parametrize("case", list(TRUNCATIONS))
+@pytest.mark.parametrize("command", ["report", "export-tensorboard"])
+def test_a_csv_cut_short_is_named(case, command, tmp_path):
+    """Once a report of partial curves, exit 0."""
+    name, keep = TRUNCATIONS[case]
+    folder = _results_copy(tmp_path, "cut")
+    file = _cut(folder, name, keep)
+    out = str(tmp_path / "out")
+    args = (
+        ["report", str(folder), "--out", out]
+        if command == "report"
+        else [command, str(folder), out]
+    )
+    result = mlpbench(*args)
+    assert_one_line_error(result)
+    assert str(file) in result.stderr and "cut short" in result.stderr

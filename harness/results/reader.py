@@ -72,6 +72,7 @@ def read_results(path: Path) -> ResultSet:
     results = storage.load_results(path)
     summary = results.summary
     _check_runs(path, summary, results.manifest)
+    _check_rows(path, results.manifest, results.epochs, results.steps)
     return ResultSet(
         name=str(results.manifest.get("name") or path.name),
         path=path,
@@ -138,6 +139,37 @@ def _check_runs(path: Path, summary: pd.DataFrame, manifest: dict[str, Any]) -> 
         f"{file} has no row for {len(lost)} run(s) its manifest lists as finished ({listed}; "
         f"the first: {first.get('variant')} seed {first.get('seed')}); {fix}"
     )
+
+
+def _check_rows(
+    path: Path, manifest: dict[str, Any], epochs: pd.DataFrame, steps: pd.DataFrame
+) -> None:
+    """Refuse epochs.csv or steps.csv short of a run its manifest calls ok: an ok run has a
+    row for each of its epochs in both, and as many steps in every epoch (one batch order
+    each). Cut on a row boundary, a file reads cleanly and a report would draw part of a
+    curve as if it were all of it."""
+    planned = (manifest.get("config") or {}).get("epochs")
+    if not isinstance(planned, int):
+        return
+    ok = [
+        (str(r.get("variant")), r.get("seed"))
+        for r in manifest.get("runs") or []
+        if r.get("status") == "ok"
+    ]
+    for name, frame in ((storage.EPOCHS, epochs), (storage.STEPS, steps)):
+        per_epoch = frame.groupby(["variant", "seed", "epoch"]).size()
+        for variant, seed in ok:
+            try:
+                counts = per_epoch.loc[(variant, seed)]
+            except KeyError:
+                counts = pd.Series(dtype=int)
+            if list(counts.index) == list(range(1, planned + 1)) and counts.nunique() == 1:
+                continue
+            raise ResultsError(
+                f"{path / name} holds {int(counts.sum())} row(s) over {len(counts)} epoch(s) "
+                f"for {variant} seed {seed}, which its manifest lists as ok after {planned} "
+                f"epochs: the file was cut short; {storage.CUT_SHORT}"
+            )
 
 
 def _keys(summary: pd.DataFrame) -> set[tuple[str, int]]:

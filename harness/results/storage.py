@@ -234,6 +234,7 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
         return empty_frame(columns)
     try:
         frame = pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str))
+        _require_whole_rows(path)
     except pd.errors.EmptyDataError:
         return empty_frame(columns)
     except (OSError, ValueError) as exc:
@@ -247,6 +248,21 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
         frame[column] = _column(path, frame, column)
     _require_keys(path, frame, columns)
     return typed(frame.astype({c: t for c, t in _NULLABLE.items() if c in frame.columns}))
+
+
+def _require_whole_rows(path: Path) -> None:
+    """Every CSV this module writes ends with a newline: one that does not was cut mid-row,
+    and its last row, read as it is, would hold a wrong number rather than none."""
+    with open(path, "rb") as f:
+        if f.seek(0, os.SEEK_END) == 0:
+            return
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) != b"\n":
+            raise ResultsError(f"{path} ends mid-row: the file was cut short; {CUT_SHORT}")
+
+
+# What to do about a file cut short (by a full disk, a copy stopped half way).
+CUT_SHORT = "restore it, or run the suite again into a new folder"
 
 
 def load_results(path: str | Path) -> Results:
