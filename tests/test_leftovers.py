@@ -16,16 +16,20 @@ import pytest
 
 from harness.cli.main import INTERRUPTS, interrupt_once
 from harness.datasets import load_digits
+from harness.run.config import SuiteError
+from harness.run.folder import check_replaceable
 from harness.run.launch import Launcher
 from harness.run.process import WorkerProcess
 from harness.run.record import RunRecord
 from harness.run.suite import interrupts_held
+from harness.run.sweep import SweepError, SweepPlan
+from harness.run.sweep import check as check_sweep
 from harness.run.worker import WorkerConfig
 from harness.task import make_task
 from variants.base import SGD, optimizer_to_dict
 
 from .faulty_variants import PIDS_DIR
-from .test_cli import ENV, MLPBENCH, ROOT, SMALL
+from .test_cli import ENV, MLPBENCH, ROOT, SMALL, assert_one_line_error, mlpbench
 
 GRACE_SECONDS = 5.0  # for the kernel to end a process it has been told to kill
 
@@ -231,3 +235,76 @@ def test_ctrl_c_again_and_again_during_the_shutdown_is_one_line_and_130(tmp_path
     assert "Traceback" not in stderr, stderr
     assert suite.returncode == 130, stderr
     assert len([ln for ln in stderr.splitlines() if "interrupted" in ln]) == 1, stderr
+
+
+# -- --force on a folder that is not mlpbench's --------------------------------------------------
+
+MANIFEST = '{"schema_version": 1, "runs": []}'
+LOOKALIKES = {
+    "a manifest.json that is not JSON": {"manifest.json": "{bad"},
+    "another tool's manifest.json": {"manifest.json": '{"name": "my-app", "version": "1.0"}'},
+    "a results folder with a file of the user's": {"manifest.json": MANIFEST},
+}
+
+
+def _lookalike(folder: Path, files: dict[str, str]) -> Path:
+    folder.mkdir()
+    for name, text in {"precious.txt": "not mlpbench's\n", **files}.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+@pytest.mark.parametrize("files", LOOKALIKES.values(), ids=LOOKALIKES.keys())
+def test_force_leaves_a_folder_that_only_looks_like_results(files, tmp_path):
+    out = _lookalike(tmp_path / "d", files)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(SuiteError, match="refusing to delete"):
+        check_replaceable(out)
+    (tmp_path / "empty").mkdir()
+    check_replaceable(tmp_path / "empty")  # nothing to lose
+    results = tmp_path / "r"
+    results.mkdir()
+    (results / "manifest.json").write_text(MANIFEST)
+    (results / "logs").mkdir()
+    (results / ".summary.csv.k2x9_a.tmp").write_text("variant,se")  # a write cut short
+    check_replaceable(results)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("files", LOOKALIKES.values(), ids=LOOKALIKES.keys())
+def test_run_force_refuses_a_folder_that_only_looks_like_results(files, tmp_path):
+    out = _lookalike(tmp_path / "d", files)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = mlpbench("run", *SMALL, "--variants", "numpy_scratch", "--out", str(out), "--force")
+    assert_one_line_error(result)
+    assert "refusing to delete" in result.stderr and "choose another --out" in result.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no lock left either
+
+
+SWEEP_LOOKALIKES = {
+    "a sweep.json that is not JSON": {"sweep.json": "{bad"},
+    "a sweep folder with a file of the user's": {
+        "sweep.json": '{"schema_version": 1, "points": [{"batch_size": 32, "path": "bs32"}]}'
+    },
+}
+
+
+@pytest.mark.parametrize("files", SWEEP_LOOKALIKES.values(), ids=SWEEP_LOOKALIKES.keys())
+def test_sweep_force_leaves_a_folder_that_only_looks_like_a_sweep(files, tmp_path):
+    out = _lookalike(tmp_path / "d", files)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(SweepError, match="refusing to delete"):
+        check_sweep(SweepPlan(out, (), (), resume=False, force=True))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.system
+def test_sweep_force_refuses_a_folder_that_only_looks_like_a_sweep(tmp_path):
+    out = _lookalike(tmp_path / "d", {"sweep.json": "{bad"})
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    args = [*SMALL, "--variants", "numpy_scratch", "--batch-sizes", "32,64"]
+    result = mlpbench("sweep", *args, "--out", str(out), "--force")
+    assert_one_line_error(result)
+    assert "refusing to delete" in result.stderr and "choose another --out" in result.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -3,6 +3,8 @@ task files a killed runner left behind, and worker logs kept to a bounded size."
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import os
 import shutil
 import tempfile
@@ -24,10 +26,51 @@ def is_empty(path: Path) -> bool:
     return not _contents(path)
 
 
+# Everything a results folder holds besides its lock and the temporary files of a write cut
+# short (storage.TEMPORARY): all of it written by mlpbench (results/README.md).
+RESULTS_FILES = frozenset(
+    {storage.MANIFEST, storage.STEPS, storage.EPOCHS, storage.SUMMARY, "scaling.json", "logs"}
+)
+
+
 def check_replaceable(path: Path) -> None:
-    """--force replaces an earlier suite, but never a folder that is not one."""
-    if _contents(path) and not (path / storage.MANIFEST).exists():
-        raise SuiteError(f"refusing to overwrite {path}: it is not a results folder")
+    """--force replaces an earlier suite, but never a folder that is not one: many tools write
+    a manifest.json, so it must be mlpbench's, and nothing else may be there."""
+    problem = why_not_results(path)
+    if problem:
+        raise SuiteError(
+            f"--force: refusing to delete {path}: {problem}; choose another --out, or empty "
+            "the folder yourself"
+        )
+
+
+def why_not_results(path: Path) -> str | None:
+    """Why `path` is not recognisably a results folder, or None if it is (or is empty)."""
+    contents = _contents(path)
+    if not contents:
+        return None
+    file = path / storage.MANIFEST
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"it is not an mlpbench results folder (no {storage.MANIFEST})"
+    except (OSError, ValueError) as exc:
+        return f"it is not an mlpbench results folder ({file} cannot be read: {exc})"
+    if not (
+        isinstance(manifest, dict)
+        and isinstance(manifest.get("schema_version"), int)
+        and isinstance(manifest.get("runs"), list)
+    ):
+        return f"it is not an mlpbench results folder ({file} is not mlpbench's manifest)"
+    foreign = sorted(
+        p.name
+        for p in contents
+        if p.name not in RESULTS_FILES and not fnmatch.fnmatchcase(p.name, storage.TEMPORARY)
+    )
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        return f"it holds {foreign[0]}{more}, which mlpbench did not write"
+    return None
 
 
 def clear_results_dir(path: Path) -> None:

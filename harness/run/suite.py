@@ -113,6 +113,7 @@ class Suite:
         self.tmp: Path | None = None  # where a seed's task is saved for its workers
         self._lock: int | None = None  # storage.lock_folder's, held from prepare to the end
         self._created = False  # --out did not exist before this suite
+        self._locked_anew = False  # this suite created --out's lock file
         self._started = False  # execute() has replaced (--force) or begun the folder
 
     @property
@@ -154,6 +155,8 @@ class Suite:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
         if self._lock is not None:
+            if self._locked_anew and not self._started:  # a folder refused is left as it was
+                (self.config.out / storage.LOCK).unlink(missing_ok=True)
             os.close(self._lock)
             self._lock = None
             out = self.config.out
@@ -164,6 +167,7 @@ class Suite:
         """Create --out if needed and hold it: one suite writes a folder at a time."""
         out = self.config.out
         self._created = not out.exists()
+        self._locked_anew = not (out / storage.LOCK).exists()
         try:
             out.mkdir(parents=True, exist_ok=True)
             self._lock = storage.lock_folder(out)

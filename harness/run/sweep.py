@@ -68,8 +68,12 @@ def check(plan: SweepPlan) -> None:
     from harness.run.config import SuiteError, check_resumable
 
     out = plan.out
-    if plan.force and out.is_dir() and any(out.iterdir()) and not is_sweep(out):
-        raise SweepError(f"refusing to overwrite {out}: it is not a sweep folder (no {SWEEP})")
+    problem = _why_not_a_sweep(out) if plan.force and out.is_dir() else None
+    if problem:
+        raise SweepError(
+            f"--force: refusing to delete {out}: {problem}; choose another --out, or empty the "
+            "folder yourself"
+        )
     if not (plan.resume and is_sweep(out)):
         return
     previous = read_sweep_folder(out)
@@ -86,6 +90,30 @@ def check(plan: SweepPlan) -> None:
                 check_resumable(point, storage.read_manifest(point.out))
             except (SuiteError, ResultsError) as exc:
                 raise SweepError(str(exc)) from None
+
+
+def _why_not_a_sweep(out: Path) -> str | None:
+    """Why --force may not delete `out`, or None: it must be empty, or hold a sweep.json of
+    mlpbench's and nothing but the results folders that it names."""
+    from harness.run.folder import why_not_results
+
+    contents = [p for p in out.iterdir() if p.name != storage.LOCK]
+    if not contents:
+        return None
+    if not is_sweep(out):
+        return f"it is not a sweep folder (no {SWEEP})"
+    try:
+        points = {path.name for _, path in read_sweep_folder(out).points}
+    except ResultsError as exc:
+        return f"it is not a sweep folder ({exc})"
+    foreign = sorted(p.name for p in contents if p.name != SWEEP and p.name not in points)
+    if foreign:
+        return f"it holds {foreign[0]}, which mlpbench did not write"
+    for path in (p for p in contents if p.name in points):
+        problem = why_not_results(path) if path.is_dir() else "it is not a folder"
+        if problem:
+            return f"{path.name}: {problem}"
+    return None
 
 
 def run(plan: SweepPlan, run_point: Callable[[int, RunConfig], int]) -> int:
