@@ -4,16 +4,22 @@ in one line saying what is wrong and how to fix it (exit 2), or in the gate's ho
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import math
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from harness.cli.errors import os_error
+
 from .test_bench_gate import assert_one_line_error as assert_gate_error
-from .test_cli import ROOT, assert_one_line_error, mlpbench
+from .test_cli import ENV, MLPBENCH, ROOT, assert_one_line_error, mlpbench
 from .test_compare import SMALL_A
 
 BASELINE = ROOT / "tests" / "benchmarks" / "baseline" / "short.json"
@@ -154,3 +160,151 @@ def test_a_csv_cut_short_is_named(case, command, tmp_path):
     result = mlpbench(*args)
     assert_one_line_error(result)
     assert str(file) in result.stderr and "cut short" in result.stderr
+
+
+# -- the file system says no: a full disk, a folder we may not read or write, a long name -----
+
+RUN = ["run", "--variants", "numpy_scratch", "--hidden", "8", "--epochs", "2", "--no-calibrate"]
+
+
+def test_a_file_system_error_is_one_line_naming_the_file_and_the_fix():
+    """The mechanism every command shares (harness/cli/main.py): an OSError, one line."""
+    full = OSError(errno.ENOSPC, "No space left on device", "out/steps.csv")
+    assert os_error(full, "run") == (
+        "no space left on the device writing out/steps.csv: free space, then run it again "
+        "with --resume"
+    )
+    assert "then run it again" in os_error(full, "report")
+    denied = os_error(PermissionError(errno.EACCES, "Permission denied", "r/manifest.json"))
+    assert denied.startswith("permission denied: r/manifest.json:")
+    long = os_error(OSError(errno.ENAMETOOLONG, "File name too long", "x" * 300))
+    assert "(300 characters)" in long and len(long) < 200
+
+
+def _mount_tmpfs(folder: Path, size: str) -> None:
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
+
+
+@pytest.mark.system
+def test_a_full_disk_mid_run_is_one_line_and_resume_finishes_it(tmp_path):
+    """Once a 70-line chained 'OSError: [Errno 28]' traceback, exit 1."""
+    disk = tmp_path / "disk"
+    _mount_tmpfs(disk, "200k")
+    try:
+        out = disk / "r"
+        small = [*RUN, "--batch-size", "8", "--epochs", "3", "--seeds", "0,1,2,3"]
+        result = mlpbench(*small, "--out", str(out))
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("mlpbench: error: no space left on the device writing ")
+        assert last.endswith("free space, then run it again with --resume")
+        assert not list(out.glob(".*.tmp"))  # no half-written file left behind
+        subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)
+        resumed = mlpbench(*small, "--out", str(out), "--resume")
+        assert resumed.returncode == 0, resumed.stderr
+        assert "4 of 4 runs ok" in resumed.stderr + resumed.stdout
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def _without_file_permission_override() -> None:
+    """In the child: root loses CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (chmod binds it
+    then, as it binds any other user); for others this changes nothing."""
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            os._exit(99)
+
+
+def mlpbench_unprivileged(*args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [*MLPBENCH, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+        preexec_fn=_without_file_permission_override,
+    )
+    if result.returncode == 99:
+        pytest.skip("cannot drop root's file permission override here")
+    return result
+
+
+def _locked(path: Path, mode: int) -> Path:
+    path.chmod(mode)
+    return path
+
+
+def test_an_unreadable_results_folder_is_one_line(tmp_path):
+    """Once a PermissionError traceback from report, compare and export-tensorboard."""
+    folder = _locked(_results_copy(tmp_path, "r"), 0o000)
+    try:
+        for args in (
+            ["report", str(folder), "--out", str(tmp_path / "report")],
+            ["compare", str(SMALL_A), str(folder)],
+            ["export-tensorboard", str(folder), str(tmp_path / "tb")],
+        ):
+            result = mlpbench_unprivileged(*args)
+            assert_one_line_error(result)
+            assert str(folder) in result.stderr, args
+    finally:
+        folder.chmod(0o755)
+
+
+def test_an_unwritable_output_folder_is_one_line(tmp_path):
+    parent = _locked(tmp_path / "ro", 0o555) if (tmp_path / "ro").mkdir() is None else None
+    try:
+        for args in (
+            ["export-tensorboard", str(SMALL_A), str(parent / "tb")],
+            ["compare", str(SMALL_A), str(SMALL_A), "--html", str(parent / "c.html")],
+            ["report", str(SMALL_A), "--out", str(parent / "report")],
+        ):
+            result = mlpbench_unprivileged(*args)
+            assert_one_line_error(result)
+            assert str(parent) in result.stderr, args
+    finally:
+        parent.chmod(0o755)
+
+
+@pytest.mark.parametrize("case", ["new --out", "--force", "--resume with its .lock unwritable"])
+def test_run_into_a_folder_it_may_not_write_is_one_line(case, tmp_path):
+    """Once a PermissionError traceback, from the folder's check or its lock."""
+    if case == "new --out":
+        parent = _locked(tmp_path / "ro", 0o555) if (tmp_path / "ro").mkdir() is None else None
+        out, extra = parent / "r", []
+    elif case == "--force":
+        out = _results_copy(tmp_path, "r")
+        parent, extra = _locked(out, 0o000), ["--force"]
+    else:
+        out = tmp_path / "r"
+        assert mlpbench(*RUN, "--seeds", "0", "--out", str(out)).returncode == 0
+        parent, extra = _locked(out / ".lock", 0o444), ["--resume"]
+    try:
+        result = mlpbench_unprivileged(*RUN, "--seeds", "0,1", "--out", str(out), *extra)
+        assert_one_line_error(result)
+        assert "permission denied" in result.stderr.lower() and str(parent) in result.stderr
+    finally:
+        parent.chmod(0o755)
+
+
+def test_a_name_too_long_is_one_line(tmp_path):
+    """Once 'OSError: File name too long', a traceback."""
+    out = tmp_path / ("r" * 300)
+    for args in (
+        [*RUN, "--seeds", "0", "--out", str(out)],
+        ["report", str(SMALL_A), "--out", str(out)],
+        ["export-tensorboard", str(SMALL_A), str(out)],
+        ["report", str(out)],
+    ):
+        result = mlpbench(*args)
+        assert_one_line_error(result)
+        assert "too long" in result.stderr, args

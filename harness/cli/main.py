@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.cli.errors import PROG, UsageError, fail
+from harness.cli.errors import PROG, UsageError, fail, os_error
 
 # The rest is imported once Ctrl-C is handled (main): importing it takes seconds (pandas,
 # scipy), and a Ctrl-C then would otherwise print the import's traceback.
@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(argv)
     except UsageError as exc:
         return fail(str(exc))
+    except OSError as exc:  # a full disk, a folder we may not write: one line, not a traceback
+        return fail(os_error(exc, argv[0] if argv else None))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

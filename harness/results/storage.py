@@ -145,8 +145,11 @@ def _write_atomic(path: Path, write: Any) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            # a failed write names no file, or the temporary one: name the file being written
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
