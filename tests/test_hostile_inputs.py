@@ -20,7 +20,7 @@ from harness.cli.errors import os_error
 
 from .test_bench_gate import assert_one_line_error as assert_gate_error
 from .test_cli import ENV, MLPBENCH, ROOT, assert_one_line_error, mlpbench
-from .test_compare import SMALL_A
+from .test_compare import SMALL_A, SMALL_B
 
 BASELINE = ROOT / "tests" / "benchmarks" / "baseline" / "short.json"
 
@@ -308,3 +308,60 @@ def test_a_name_too_long_is_one_line(tmp_path):
         result = mlpbench(*args)
         assert_one_line_error(result)
         assert "too long" in result.stderr, args
+
+
+# -- values a new user types: one line saying what is wrong and what to write instead ---------
+
+TYPED = {
+    "as-written seed above 2**32-1": (
+        [*RUN, "--mode", "as-written", "--seeds", "0,4294967296"],
+        "--seeds: 4294967296 is above 4294967295",
+    ),
+    "empty --seeds": ([*RUN, "--seeds", ""], "argument --seeds: is empty: write e.g. 0,1,2"),
+    "empty --batch-sizes": (
+        ["sweep", "--batch-sizes", ""],
+        "argument --batch-sizes: is empty: write e.g. 32,128,512",
+    ),
+    "empty --variants": (
+        ["run", "--variants", ""],
+        "--variants '' selects no variant: name some (see `mlpbench list`) or all",
+    ),
+    "negative --threshold": (
+        ["compare", str(SMALL_A), str(SMALL_A), "--threshold", "-5%"],
+        "argument --threshold: threshold '-5%' is negative",
+    ),
+    "run --out ''": ([*RUN, "--out", ""], "argument --out: is empty: give a path"),
+    "report --out ''": (["report", str(SMALL_A), "--out", ""], "argument --out: is empty"),
+    "export-tensorboard into ''": (
+        ["export-tensorboard", str(SMALL_A), ""],
+        "argument dir: is empty",
+    ),
+    "compare --html ''": (
+        ["compare", str(SMALL_A), str(SMALL_A), "--html", ""],
+        "argument --html: is empty",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TYPED))
+def test_a_typed_value_is_refused_with_what_to_write(case, tmp_path):
+    """Once: as-written seeds failed in every worker (exit 1); '' wrote into the current folder
+    or read '. already exists'; --seeds '' suggested the --hidden example; --variants '' gave
+    no fix; --threshold -5% read 'expected one argument'."""
+    args, message = TYPED[case]
+    result = subprocess.run(  # from an empty folder: '' once meant it
+        [*MLPBENCH, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=ENV
+    )
+    assert_one_line_error(result)
+    assert message in result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written where it ran
+
+
+def test_compare_html_is_checked_before_the_comparison(tmp_path):
+    """Once checked after the table was printed, exit 2 hiding the regression's exit 1."""
+    file = tmp_path / "file"
+    file.write_text("x")
+    for html in (tmp_path, file / "c.html"):
+        result = mlpbench("compare", str(SMALL_A), str(SMALL_B), "--html", str(html))
+        assert_one_line_error(result)
+        assert result.stdout == ""  # refused before any comparison was printed

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
+import re
 from typing import Any, NoReturn
 
 import variants
@@ -37,6 +37,12 @@ DEFAULTS = {
 
 class Parser(argparse.ArgumentParser):
     """argparse, but an error is one line (no usage block), like every other input error."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # `--threshold -5%` is a (refused) value, not an unknown option: argparse takes only
+        # plain negative numbers for values
+        self._negative_number_matcher = re.compile(r"^-\d+%?$|^-\d*\.\d+%?$")
 
     def error(self, message: str) -> NoReturn:
         self.exit(fail(f"{message} (see {self.prog} --help)"))
@@ -77,11 +83,13 @@ def fraction(text: str) -> float:
 SEED_MAX = 2**63 - 1  # stored as int64 with the task
 
 
-def int_list(minimum: int, maximum: int | None = None) -> Any:
+def int_list(minimum: int, maximum: int | None = None, example: str = "512,256") -> Any:
     def parse(text: str) -> tuple[int, ...]:
         items = [t.strip() for t in text.split(",")]
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"is empty: write e.g. {example}")
         if any(not t for t in items):
-            raise argparse.ArgumentTypeError(f"{text!r} has an empty item: write e.g. 512,256")
+            raise argparse.ArgumentTypeError(f"{text!r} has an empty item: write e.g. {example}")
         try:
             values = tuple(int(t) for t in items)
         except ValueError:
@@ -196,7 +204,7 @@ def _training(g: argparse._ArgumentGroup, *, sweep: bool) -> None:
     if sweep:
         g.add_argument(
             "--batch-sizes",
-            type=int_list(1),
+            type=int_list(1, example="32,128,512"),
             required=True,
             metavar="B1,B2,...",
             help="one suite per batch size, run smallest first into OUT/bsB (required)",
@@ -234,7 +242,7 @@ def _training(g: argparse._ArgumentGroup, *, sweep: bool) -> None:
     )
     g.add_argument(
         "--seeds",
-        type=int_list(0, SEED_MAX),
+        type=int_list(0, SEED_MAX, example="0,1,2"),
         metavar="S1,S2,...",
         help="one run per variant per seed (its own weights and batch order); "
         f"default: {DEFAULTS['seeds']}"
@@ -339,7 +347,9 @@ def _measurement(g: argparse._ArgumentGroup, *, sweep: bool) -> None:
 
 def _output(g: argparse._ArgumentGroup, *, sweep: bool) -> None:
     what = "sweep folder (one results folder per batch size inside)" if sweep else "results folder"
-    g.add_argument("--out", type=Path, help=f"{what}; default: results/<UTC time>")
+    g.add_argument(
+        "--out", type=report_cli.path_argument, help=f"{what}; default: results/<UTC time>"
+    )
     g.add_argument(
         "--resume",
         action="store_true",

@@ -9,6 +9,7 @@ this module, which the main CLI does at start-up, stays cheap and never imports 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -93,6 +94,14 @@ def _scaling_section(folder: Path, out: Path) -> str | None:
     return html.scaling_section(scaling.text(data), png)
 
 
+def path_argument(text: str) -> Path:
+    """A file or folder argument: an empty one would mean the current folder, written into
+    (or refused as 'already exists') when the user meant to name one."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: give a path, e.g. results/NAME")
+    return Path(text)
+
+
 def parse_threshold(text: str) -> float:
     """'5%' or '0.05' -> 0.05. A bare number above 1 is refused rather than guessed at."""
     raw = text.strip()
@@ -102,6 +111,10 @@ def parse_threshold(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"invalid threshold {text!r}: write a percentage like 5% or a fraction like 0.05"
         ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"threshold {text!r} is negative: it is the slowdown that fails, e.g. 5% or 0.05"
+        )
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(
             f"threshold {text!r} is outside 0..100 %: write 5% or 0.05 for five percent"
@@ -121,8 +134,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "throughput and the GEMM roofline against batch size, then the report of its "
         "largest batch size.",
     )
-    p.add_argument("results", nargs="+", type=Path, help="results/NAME folder(s), or one sweep")
-    p.add_argument("--out", type=Path, help="output folder (default: reports/NAME)")
+    p.add_argument(
+        "results", nargs="+", type=path_argument, help="results/NAME folder(s), or one sweep"
+    )
+    p.add_argument("--out", type=path_argument, help="output folder (default: reports/NAME)")
 
     p = subparsers.add_parser(
         "compare",
@@ -131,8 +146,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "windows of all seeds, ratio of medians), accuracy and first-step time. Exits 1 when "
         "a variant got slower than the threshold with significance.",
     )
-    p.add_argument("a", type=Path, help="baseline results folder")
-    p.add_argument("b", type=Path, help="results folder to compare with the baseline")
+    p.add_argument("a", type=path_argument, help="baseline results folder")
+    p.add_argument("b", type=path_argument, help="results folder to compare with the baseline")
     p.add_argument(
         "--threshold",
         type=parse_threshold,
@@ -145,7 +160,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.05,
         help="significance level (default 0.05)",
     )
-    p.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML page")
+    p.add_argument("--html", type=path_argument, metavar="FILE", help="also write an HTML page")
 
     p = subparsers.add_parser(
         "export-tensorboard",
@@ -154,8 +169,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "per-step loss and the per-epoch losses, accuracy and throughput. Open with "
         "`tensorboard --logdir DIR`.",
     )
-    p.add_argument("results", type=Path, help="results/NAME folder")
-    p.add_argument("dir", type=Path, help="output log directory")
+    p.add_argument("results", type=path_argument, help="results/NAME folder")
+    p.add_argument("dir", type=path_argument, help="output log directory")
 
 
 def _results_error(exc: Exception, *paths: Path) -> int:
@@ -196,6 +211,9 @@ def _compare(args: argparse.Namespace) -> int:
     from harness.report import compare
     from harness.results.storage import ResultsError
 
+    # checked first: refused after the table, it would hide the comparison's own exit status
+    if args.html and (problem := _unwritable(args.html)):
+        return fail(f"--html {args.html}: {problem}")
     try:
         result = compare.compare_dirs(args.a, args.b, threshold=args.threshold, alpha=args.alpha)
         compare.print_table(result)
@@ -206,6 +224,22 @@ def _compare(args: argparse.Namespace) -> int:
     except OSError as exc:
         return fail(f"cannot write {args.html}: {exc}")
     return EXIT_REGRESSION if result.regressions else EXIT_OK
+
+
+def _unwritable(file: Path) -> str | None:
+    """Why `file` cannot be written (None if it can), found without writing anything."""
+    if file.is_dir():
+        return f"is a folder: give a file name, e.g. {file / 'compare.html'}"
+    if file.exists():
+        return None if os.access(file, os.W_OK) else "permission denied"
+    folder = file.absolute().parent
+    while not folder.exists():  # the folders write_html would create
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write in {folder} (permission denied)"
+    return None
 
 
 def _export_tensorboard(args: argparse.Namespace) -> int:

@@ -52,7 +52,10 @@ def select_variants(args: argparse.Namespace) -> list[tuple[str, str]]:
             raise UsageError(f"--variant {path!r}: expected package.module:Class")
         chosen.append((path, path))
     if not chosen:
-        raise UsageError("no variants selected")
+        raise UsageError(
+            f"--variants {spec!r} selects no variant: name some (see `{PROG} list`) or all, "
+            "or give --variant MODULE:CLASS"
+        )
     unique = list(dict.fromkeys(chosen))  # a variant named twice runs once
     if args.parity and variants.REFERENCE not in dict(unique):
         unique.insert(0, (variants.REFERENCE, variants.REGISTRY[variants.REFERENCE]))
@@ -166,6 +169,11 @@ def default_out() -> Path:
     return out
 
 
+# As written, each level seeds its own generators (NumPy's RandomState, TF's global seed), and
+# NumPy's legacy ones take 32 bits only; controlled mode seeds the harness' 64-bit generator.
+AS_WRITTEN_SEED_MAX = 2**32 - 1
+
+
 def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
     from harness.run.config import RunConfig
 
@@ -185,6 +193,11 @@ def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
     optimizer_cls = OPTIMIZERS[args.optimizer]
     optimizer = optimizer_cls() if args.lr is None else optimizer_cls(lr=args.lr)
     seeds = "as_written_seeds" if mode == "as-written" else "seeds"
+    if mode == "as-written" and max(args.seeds or (0,)) > AS_WRITTEN_SEED_MAX:
+        raise UsageError(
+            f"--seeds: {max(args.seeds)} is above {AS_WRITTEN_SEED_MAX}, the largest seed the "
+            "levels' own random generators take in --mode as-written; choose smaller seeds"
+        )
     out = args.out or default_out()
     return RunConfig(
         variants=tuple(name for name, _ in chosen),
