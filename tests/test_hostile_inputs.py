@@ -365,3 +365,21 @@ def test_compare_html_is_checked_before_the_comparison(tmp_path):
         result = mlpbench("compare", str(SMALL_A), str(SMALL_B), "--html", str(html))
         assert_one_line_error(result)
         assert result.stdout == ""  # refused before any comparison was printed
+
+
+# -- export-tensorboard into a folder it already exported to ----------------------------------
+
+
+def test_exporting_again_replaces_the_earlier_event_files_and_says_so(tmp_path):
+    """Once a second event file per run: TensorBoard drew every curve twice."""
+    out = tmp_path / "tb"
+    first = mlpbench("export-tensorboard", str(SMALL_A), str(out))
+    assert first.returncode == 0, first.stderr
+    mine = out / "notes.txt"  # not an event file: never ours to delete
+    mine.write_text("keep")
+    again = mlpbench("export-tensorboard", str(SMALL_A), str(out))
+    assert again.returncode == 0, again.stderr
+    runs = [p for p in out.glob("*/seed*") if p.is_dir()]
+    assert runs and all(len(list(run.glob("events.out.tfevents.*"))) == 1 for run in runs)
+    assert f"replaced the event files of {len(runs)} earlier runs" in again.stdout
+    assert mine.read_text() == "keep"

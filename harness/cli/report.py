@@ -246,6 +246,7 @@ def _export_tensorboard(args: argparse.Namespace) -> int:
     from harness.report import tensorboard
     from harness.results.storage import ResultsError
 
+    exported = {p.parent for p in args.dir.glob(f"*/*/{tensorboard.EVENTS}")}
     try:
         runs = tensorboard.export(args.results, args.dir)
     except ResultsError as exc:
@@ -253,6 +254,8 @@ def _export_tensorboard(args: argparse.Namespace) -> int:
     except OSError as exc:
         return fail(f"cannot write to {args.dir}: {exc}")
     print(f"wrote {len(runs)} TensorBoard runs to {args.dir}: tensorboard --logdir {args.dir}")
+    if replaced := exported.intersection(runs):
+        print(f"replaced the event files of {len(replaced)} earlier runs (an earlier export)")
     return EXIT_OK
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 from harness.results.reader import ResultSet, read_results
 
 NOTF = "tensorboard.compat.notf"
+EVENTS = "events.out.tfevents.*"  # the writer's file names
 STEP_TAG = "step/loss"
 EPOCH_TAGS = {
     "train_loss": "epoch/train_loss",
@@ -79,6 +80,10 @@ def export_set(rs: ResultSet, out: Path) -> list[Path]:
         steps = steps.sort_values("step")
         path = run_dir(out, variant, seed)
         path.mkdir(parents=True, exist_ok=True)
+        # An export into the same folder replaces the run's curves: TensorBoard reads every
+        # event file of a run, and would draw each curve once per export.
+        for earlier in path.glob(EVENTS):
+            earlier.unlink()
         writer = Writer(str(path))
         try:
             end_of_epoch = dict(
