@@ -9,6 +9,7 @@ import errno
 import json
 import math
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -383,3 +384,43 @@ def test_exporting_again_replaces_the_earlier_event_files_and_says_so(tmp_path):
     assert runs and all(len(list(run.glob("events.out.tfevents.*"))) == 1 for run in runs)
     assert f"replaced the event files of {len(runs)} earlier runs" in again.stdout
     assert mine.read_text() == "keep"
+
+
+# -- the memory check: what to change, and against which limit --------------------------------
+
+
+def test_too_many_processes_at_once_advises_fewer_jobs_or_workers(tmp_path):
+    """Once 'use fewer --epochs, --seeds, variants or a smaller --hidden' for --workers 999."""
+    result = mlpbench(
+        "run", "--variants", "tf2_multiworker", "--workers", "999", "--seeds", "0",
+        "--out", str(tmp_path / "r"),
+    )  # fmt: skip
+    assert_one_line_error(result)
+    assert "999 worker processes at once" in result.stderr and "--jobs" in result.stderr
+    assert "--epochs" not in result.stderr
+
+
+def _under_ulimit_v(kib: int, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", f"ulimit -v {kib} && exec {shlex.join([*MLPBENCH, *args])}"],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_ulimit_v_is_named_as_a_per_process_limit(tmp_path):
+    """Once 'this suite needs about 1.0 GiB of memory and 1.0 GiB is free'."""
+    result = _under_ulimit_v(1_000_000, *RUN, "--variants", "tf2_function", "--seeds", "0",
+                             "--out", str(tmp_path / "r"))  # fmt: skip
+    assert_one_line_error(result)
+    assert "`ulimit -v` allows each process" in result.stderr
+
+
+@pytest.mark.system
+def test_a_numpy_run_is_not_refused_for_workers_jobs_or_a_ulimit_it_fits_in(tmp_path):
+    """Once refused as needing 1,001.6 GiB (--workers 999, --jobs 1000: one NumPy run is one
+    process), and as needing 1.0 GiB under `ulimit -v 1000000` (TensorFlow's share)."""
+    args = [*RUN, "--no-parity", "--seeds", "0", "--epochs", "1"]
+    result = mlpbench(*args, "--workers", "999", "--jobs", "1000", "--out", str(tmp_path / "a"))
+    assert result.returncode == 0, result.stderr
+    result = _under_ulimit_v(1_000_000, *args, "--out", str(tmp_path / "b"))
+    assert result.returncode == 0, result.stderr

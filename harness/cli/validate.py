@@ -9,6 +9,7 @@ never imports TensorFlow; the device is checked by harness/run/device.py.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -240,8 +242,15 @@ class Validated:
 
 def check_memory(config: RunConfig, dataset: Dataset, batch_size: int) -> None:
     """Refuse a suite the machine cannot hold before any of it starts."""
-    from harness.run import memory
+    from harness.run import cluster, memory
 
+    runs = len(config.variants) * len(config.seeds)
+    # A distributed variant's run is --workers processes, every other run one. A user's class
+    # is counted as distributed and as importing TensorFlow: reading its source would import
+    # its package here, before the throwaway import check.
+    listed = [path for name, path in config.variant_paths if name in variants.REGISTRY]
+    user = len(listed) < len(config.variant_paths)
+    distributed = user or any(cluster.layout(path) == "ranks" for path in listed)
     shape = memory.Shape(
         n_train=len(dataset.x_train),
         n_test=len(dataset.x_test),
@@ -250,14 +259,33 @@ def check_memory(config: RunConfig, dataset: Dataset, batch_size: int) -> None:
         num_classes=dataset.num_classes,
         batch_size=batch_size,
         epochs=config.epochs,
-        runs=len(config.variants) * len(config.seeds),
-        processes=config.jobs * config.workers,
+        runs=runs,
+        processes=min(config.jobs, runs) * (config.workers if distributed else 1),
         dtype=config.dtype,
+        framework=user or not all(map(_numpy_only, listed)),
     )
     try:
         memory.check(shape)
     except memory.MemoryBudgetError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _numpy_only(variant_path: str) -> bool:
+    """Whether the module of "module:Class" imports nothing but NumPy, the contract and the
+    standard library, read from its source (never imported: it may import TensorFlow)."""
+    try:
+        spec = find_spec(variant_path.partition(":")[0])
+        tree = ast.parse(Path(spec.origin).read_text()) if spec and spec.origin else None
+    except (ImportError, OSError, SyntaxError, ValueError):
+        return False
+    if tree is None:
+        return False
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    return all(
+        name in ("numpy", "variants.base") or name.split(".")[0] in sys.stdlib_module_names
+        for name in imported
+    )
 
 
 def validate(args: argparse.Namespace) -> Validated:

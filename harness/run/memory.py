@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 FLOAT = {"float32": 4, "float64": 8}  # bytes of a number, by the dtype a suite trains in
 RUNTIME = 1 << 30  # a worker with TensorFlow imported and its thread pools, before any data
+# A worker whose variants import only NumPy: Python, NumPy and OpenBLAS' buffers (its address
+# space peaked at 197 MB with the harness imported and a 1000x1000 product).
+NUMPY_RUNTIME = 256 << 20
 # Copies of the parameters a training process holds at once: the variables, their gradients,
 # Adam's two slots, the initial weights it was handed and the arrays `get_weights` returns.
 PARAM_COPIES = 6
@@ -41,8 +44,9 @@ class Shape:
     batch_size: int
     epochs: int
     runs: int  # (variant, seed) pairs: the runner keeps all their steps until the suite ends
-    processes: int  # workers alive at once (--jobs times --workers)
+    processes: int  # worker processes alive at once (runs at once, times ranks per run)
     dtype: str = "float32"  # what the data, the weights and the activations are held in
+    framework: bool = True  # a worker may import TensorFlow (False: NumPy only)
 
     @property
     def params(self) -> int:
@@ -62,7 +66,7 @@ def worker_bytes(s: Shape) -> int:
     width = s.input_size + sum(s.hidden) + s.num_classes
     # training in batches; the evaluation may push the whole test set through at once
     activations = max(s.batch_size, s.n_test) * width * number * ACTIVATION_COPIES
-    return RUNTIME + data + params + activations
+    return (RUNTIME if s.framework else NUMPY_RUNTIME) + data + params + activations
 
 
 def suite_bytes(s: Shape) -> int:
@@ -71,8 +75,7 @@ def suite_bytes(s: Shape) -> int:
 
 
 def available_bytes() -> int:
-    """Memory the kernel can give without swapping (MemAvailable, or free pages elsewhere),
-    and no more than this process may map (`ulimit -v`)."""
+    """Memory the kernel can give without swapping (MemAvailable, or free pages elsewhere)."""
     free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
@@ -81,26 +84,44 @@ def available_bytes() -> int:
                     free = int(line.split()[1]) * 1024
     except OSError:
         pass
+    return free
+
+
+def process_limit() -> int | None:
+    """The address space each process may map (`ulimit -v`), or None without a limit."""
     limit, _ = resource.getrlimit(resource.RLIMIT_AS)
-    return free if limit == resource.RLIM_INFINITY else min(free, limit)
+    return None if limit == resource.RLIM_INFINITY else limit
 
 
 def gib(n: float) -> str:
-    return f"{n / (1 << 30):,.1f} GiB"
+    return f"{n / (1 << 30):,.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):,.0f} MiB"
 
 
-def check(s: Shape, available: int | None = None) -> int:
+def check(s: Shape, available: int | None = None, limit: int | None = None) -> int:
     """The estimate in bytes; raises MemoryBudgetError with the one line to show if it does
-    not fit in what is available."""
+    not fit in what is available. `ulimit -v` bounds each process, not the suite: a worker
+    is checked against it, the suite's sum against the free memory."""
     need = suite_bytes(s)
     have = available_bytes() if available is None else available
+    limit = process_limit() if limit is None else limit
+    worker = worker_bytes(s)
+    if limit is not None and worker > limit:
+        what = "TensorFlow alone maps about 1 GiB" if s.framework else "NumPy and the data"
+        raise MemoryBudgetError(
+            f"a worker process needs about {gib(worker)} of address space ({what}) and "
+            f"`ulimit -v` allows each process {gib(limit)}; raise the limit, or use a smaller "
+            "--hidden or dataset"
+        )
     if need > have:
-        worker = worker_bytes(s)
         steps = s.runs * s.steps_per_run * STEP_RECORD
-        biggest = "the model" if worker > steps else "the per-step records of all runs"
+        if s.processes > 1 and s.processes * worker > steps:
+            biggest = f"{s.processes} worker processes at once, {gib(worker)} each"
+            fix = "run fewer at once (a smaller --jobs, or --workers)"
+        else:
+            biggest = "the model" if worker > steps else "the per-step records of all runs"
+            fix = "use fewer --epochs, --seeds, variants or a smaller --hidden"
         raise MemoryBudgetError(
             f"this suite needs about {gib(need)} of memory and {gib(have)} is free "
-            f"(largest part: {biggest}); use fewer --epochs, --seeds, variants or a smaller "
-            "--hidden"
+            f"(largest part: {biggest}); {fix}"
         )
     return need
