@@ -4,7 +4,8 @@ On a 2-core machine any second busy process can halve what a variant reaches, an
 alone cannot tell. The kernel's /proc/stat counts the busy time of every CPU in clock ticks
 (1/100 s); the worker's own CPU time comes from `os.times()`. Their difference, over the same
 window, is what everything else on the machine used: other processes, interrupts, and the time
-a hypervisor took from this guest (steal).
+a hypervisor took from this guest (steal). The same two readings give the worker's own CPU
+time and the machine's idle time over the window (harness/measure/cores.py judges them).
 
 Tick accounting is sampling: at every tick the whole tick is charged to whatever runs then. The
 estimate is unbiased but coarse on short windows, so every figure carries its standard error
@@ -21,21 +22,28 @@ from dataclasses import dataclass
 # Columns of the aggregate "cpu" line of /proc/stat that are busy time (man 5 proc): user nice
 # system idle iowait irq softirq steal guest guest_nice. guest time is already inside user.
 _BUSY = (0, 1, 2, 5, 6, 7)
+# The rest: time no CPU spent on anything (iowait is idle time while some I/O was pending).
+_IDLE = (3, 4)
 TICK = 1.0 / os.sysconf("SC_CLK_TCK")
 NOISY_CORES = 0.10  # foreign CPU above a tenth of one core makes a timing doubtful
 _Z_ONE_SIDED_95 = 1.645
 
 
-def _busy_seconds() -> float | None:
-    """Busy CPU seconds of the whole machine since boot, or None where /proc/stat is missing."""
+def _machine_seconds() -> tuple[float | None, float | None]:
+    """Busy and idle CPU seconds of the whole machine since boot, summed over its CPUs, from
+    one read of /proc/stat; (None, None) where it is missing."""
     try:
         with open("/proc/stat", encoding="ascii") as f:
             fields = f.readline().split()
     except OSError:
-        return None
+        return None, None
     if not fields or fields[0] != "cpu":
-        return None
-    return sum(int(fields[1 + i]) for i in _BUSY if 1 + i < len(fields)) * TICK
+        return None, None
+
+    def total(columns: tuple[int, ...]) -> float:
+        return sum(int(fields[1 + i]) for i in columns if 1 + i < len(fields)) * TICK
+
+    return total(_BUSY), total(_IDLE)
 
 
 # A data-parallel run is several processes on this machine: their CPU is the run's own, not
@@ -74,11 +82,14 @@ def _own_seconds() -> float:
 class Reading:
     busy: float | None
     own: float
+    idle: float | None = None
 
 
 def read() -> Reading:
-    """Take one reading; two readings around a window give its foreign CPU seconds."""
-    return Reading(_busy_seconds(), _own_seconds())
+    """Take one reading; two readings around a window give its foreign, own and idle CPU
+    seconds."""
+    busy, idle = _machine_seconds()
+    return Reading(busy, _own_seconds(), idle)
 
 
 def foreign_seconds(start: Reading, end: Reading) -> float | None:
@@ -87,6 +98,20 @@ def foreign_seconds(start: Reading, end: Reading) -> float | None:
     if start.busy is None or end.busy is None:
         return None
     return (end.busy - start.busy) - (end.own - start.own)
+
+
+def own_seconds(start: Reading, end: Reading) -> float:
+    """CPU seconds this process (all its threads) and its run's peers used between two
+    readings."""
+    return end.own - start.own
+
+
+def idle_seconds(start: Reading, end: Reading) -> float | None:
+    """CPU seconds the machine's CPUs spent idle between two readings (over all CPUs: two
+    idle CPUs for one second are 2.0)."""
+    if start.idle is None or end.idle is None:
+        return None
+    return end.idle - start.idle
 
 
 @dataclass(frozen=True)

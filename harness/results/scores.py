@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.measure import noise, roofline
+from harness.measure import cores, noise, roofline
 
 if TYPE_CHECKING:  # the worker imports this module: pandas only where frames are scored
     import pandas as pd
@@ -71,10 +71,15 @@ def steady(per_epoch: Sequence[Any], warmup: int = WARMUP_EPOCHS) -> list[Any]:
 
 
 def steady_throughput(
-    samples_per_epoch: int, seconds: Sequence[float], warmup: int = WARMUP_EPOCHS
+    samples_per_epoch: int,
+    seconds: Sequence[float],
+    warmup: int = WARMUP_EPOCHS,
+    underused: Sequence[bool] | None = None,
 ) -> float:
-    """Samples per second over the steady epochs (see `steady`)."""
-    timed = steady(seconds, warmup)
+    """Samples per second over the steady epochs (see `steady`), leaving out those flagged in
+    `underused` (one per epoch; see `underused_rows`); NaN when none is left."""
+    kept = [not u for u in underused] if underused is not None else [True] * len(seconds)
+    timed = [s for s, k in zip(steady(seconds, warmup), steady(kept, warmup), strict=True) if k]
     total = float(sum(timed))
     return samples_per_epoch * len(timed) / total if total > 0 else math.nan
 
@@ -143,6 +148,79 @@ def recorded_warmup(config: Mapping[str, Any]) -> int:
     return int(value) if value is not None else WARMUP_EPOCHS
 
 
+def recorded_underused_threshold(config: Mapping[str, Any]) -> float:
+    """The cores a window must have left idle to be underused, from a manifest's `config`:
+    `underused_threshold`, or for a folder from before it was recorded, today's constant
+    (such a folder has no own or idle CPU readings, so nothing in it is judged)."""
+    value = config.get("underused_threshold")
+    return float(value) if value is not None else cores.UNDERUSED_CORES
+
+
+def recorded_cpus(manifest: Mapping[str, Any], epochs: pd.DataFrame) -> int:
+    """The CPUs the idle readings were summed over: the manifest's `environment.cpu_count`,
+    or, where it is missing, what the readings of a window add up to (busy + idle CPU seconds
+    over wall seconds), never the CPUs of the machine reading the folder."""
+    counted = (manifest.get("environment") or {}).get("cpu_count")
+    if isinstance(counted, int) and counted > 0:
+        return counted
+    parts = ("own_cpu_seconds", "foreign_cpu_seconds", "idle_cpu_seconds")
+    if epochs.empty or not set(parts) <= set(epochs.columns):
+        return 1
+    import pandas as pd
+
+    readings = [pd.to_numeric(epochs[c], errors="coerce").to_numpy(np.float64) for c in parts]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        total = sum(readings) / pd.to_numeric(epochs["seconds"], errors="coerce").to_numpy(float)
+    total = total[np.isfinite(total)]
+    return max(1, round(float(np.median(total)))) if total.size else 1
+
+
+def underused_rows(
+    epochs: pd.DataFrame,
+    cpus: int,
+    threshold: float = cores.UNDERUSED_CORES,
+    warmup: int = WARMUP_EPOCHS,
+    noisy_threshold: float = noise.NOISY_CORES,
+) -> pd.Series:
+    """For the epoch rows of one results folder, whether each is an underused window
+    (harness/measure/cores.py): judged among the steady windows of its variant, every seed's.
+    Warm-up rows and rows without own or idle CPU readings are never flagged."""
+    import pandas as pd  # here, not at the top: the worker imports this module
+
+    flags = pd.Series(False, index=epochs.index, dtype=bool)
+    if epochs.empty or not {"own_cpu_seconds", "idle_cpu_seconds"} <= set(epochs.columns):
+        return flags
+    rows = steady_rows(epochs, warmup)
+    for _, group in rows.groupby("variant", sort=False):
+        own, idle, foreign, seconds = (
+            pd.to_numeric(group[c], errors="coerce").to_numpy(np.float64)
+            for c in ("own_cpu_seconds", "idle_cpu_seconds", "foreign_cpu_seconds", "seconds")
+        )
+        flags.loc[group.index] = cores.underused(
+            own, idle, foreign, seconds, cpus, threshold, noisy_threshold
+        )
+    return flags
+
+
+def recorded_noisy_threshold(config: Mapping[str, Any]) -> float:
+    """The foreign cores above which a folder's runs were called noisy (`noisy_threshold`)."""
+    value = config.get("noisy_threshold")
+    return float(value) if value is not None else noise.NOISY_CORES
+
+
+def recorded_underused_rows(manifest: Mapping[str, Any], epochs: pd.DataFrame) -> pd.Series:
+    """`underused_rows` for the epoch rows of the folder `manifest` describes, judged by the
+    constants it records."""
+    config = manifest.get("config") or {}
+    return underused_rows(
+        epochs,
+        recorded_cpus(manifest, epochs),
+        recorded_underused_threshold(config),
+        recorded_warmup(config),
+        recorded_noisy_threshold(config),
+    )
+
+
 def steady_rows(epochs: pd.DataFrame, warmup: int = WARMUP_EPOCHS) -> pd.DataFrame:
     """`steady` for a frame of epoch rows (one group per variant or label, and seed): the rows
     after the warm-up of each run, or all of a run's rows if it has no more."""
@@ -161,7 +239,8 @@ def summarize(
     sources: Mapping[str, Mapping[str, Any] | None],
 ) -> pd.DataFrame:
     """summary.csv: one row per run, scored from its step and epoch rows with the constants
-    the manifest records (reference, parity tolerance, warm-up, noise threshold, target).
+    the manifest records (reference, parity tolerance, warm-up, noise and underuse thresholds,
+    target, CPU count).
     `runs` are the manifest's run records; `sources` a variant's `api_level`, `loc`, `sha256`."""
     import pandas as pd  # here, not at the top: the worker imports this module
 
@@ -175,6 +254,7 @@ def summarize(
     by_run_steps = {
         k: g["loss"].to_numpy(np.float64) for k, g in steps.groupby(["variant", "seed"])
     }
+    epochs = epochs.assign(underused=recorded_underused_rows(manifest, epochs))
     by_run_epochs = {k: g.sort_values("epoch") for k, g in epochs.groupby(["variant", "seed"])}
 
     def losses(key: tuple[str, int]) -> np.ndarray:
@@ -218,7 +298,9 @@ def summarize(
             row.update(
                 test_accuracy=acc[-1],
                 test_loss=float(frame["test_loss"].iloc[-1]),
-                samples_per_second=steady_throughput(task.get("n_train", math.nan), sec, warmup),
+                samples_per_second=steady_throughput(
+                    task.get("n_train", math.nan), sec, warmup, frame["underused"].tolist()
+                ),
                 epochs_to_target=to_target[0],
                 seconds_to_target=to_target[1],
             )
@@ -226,11 +308,19 @@ def summarize(
             load = noise.assess(
                 steady(foreign, warmup),
                 steady(sec, warmup),
-                threshold=float(config.get("noisy_threshold", noise.NOISY_CORES)),
+                threshold=recorded_noisy_threshold(config),
             )
             if load is not None:
                 row.update(
                     foreign_cpu=load.cores, foreign_cpu_se=load.standard_error, noisy=load.noisy
+                )
+            own = pd.to_numeric(frame["own_cpu_seconds"], errors="coerce").tolist()
+            used = [cores.cores_used(o, t) for o, t in zip(own, sec, strict=True)]
+            used = [u for u in steady(used, warmup) if math.isfinite(u)]
+            if used:  # a folder from before own CPU was recorded has no reading to judge
+                row.update(
+                    underused_windows=int(sum(steady(frame["underused"].tolist(), warmup))),
+                    cores_used=float(np.median(used)),
                 )
         if key[1] in reference and key in ok:
             gap = max_abs_diff(losses(key), reference[key[1]])

@@ -36,6 +36,8 @@ EPOCHS_COLUMNS = [
     "seconds",
     "samples_per_second",
     "foreign_cpu_seconds",
+    "own_cpu_seconds",
+    "idle_cpu_seconds",
     "window_start",
     "window_end",
 ]
@@ -66,6 +68,8 @@ SUMMARY_COLUMNS = [
     "foreign_cpu",
     "foreign_cpu_se",
     "noisy",
+    "underused_windows",
+    "cores_used",
     "contended",
     "attempts",
     "flops_per_sample",
@@ -82,6 +86,7 @@ _NULLABLE = {
     "learning_pass": "boolean",
     "rung": "Int64",
     "noisy": "boolean",
+    "underused_windows": "Int64",
     "contended": "boolean",
     "attempts": "Int64",
     "parity_steps_within": "Int64",
@@ -95,6 +100,7 @@ LATER_COLUMNS = {
     "foreign_cpu_seconds", "window_start", "window_end", "level", "rung", "foreign_cpu",
     "seed_band_gap", "learning_pass",
     "foreign_cpu_se", "noisy", "contended", "attempts", "harness_overhead",
+    "own_cpu_seconds", "idle_cpu_seconds", "underused_windows", "cores_used",
 }  # fmt: skip
 
 
@@ -391,6 +397,7 @@ MANIFEST_SPEC = {
         "parity": "boolean",
         "target_accuracy": "number",
         "jobs": "whole",
+        "underused_threshold": "number",
     },
     "environment": "object",
     "tasks": ("map", {"fingerprint": "text", "n_train": "whole", "n_test": "whole"}),

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import variants
-from harness.measure import noise
+from harness.measure import cores, noise
 from harness.results import scores
 from variants.base import Optimizer, optimizer_to_dict
 
@@ -54,6 +54,8 @@ class RunConfig:
     workers: int = 1  # replicas of each distributed variant (harness/run/cluster.py)
     retry_noisy: int = 0  # times a run flagged noisy is measured again
     noisy_threshold: float = noise.NOISY_CORES  # foreign CPU, in cores, that makes a run noisy
+    # cores a window left idle that its variant used elsewhere, that make it underused
+    underused_threshold: float = cores.UNDERUSED_CORES
     overhead: str = "reference"  # whose harness/bare ratio is measured: "reference" or "all"
     dtype: str = "float32"  # of the data, the weights and the training (variants/base.py DTYPES)
     mode: str = "controlled"  # or "as-written": each level its own way (MODES)
@@ -87,6 +89,7 @@ class RunConfig:
             "start": "cold" if self.cold_start else "warm",
             "retry_noisy": self.retry_noisy,
             "noisy_threshold": self.noisy_threshold,
+            "underused_threshold": self.underused_threshold,
             # only when asked for, so that suites from before the option still resume
             **({"workers": self.workers} if self.workers > 1 else {}),
             **({"overhead": self.overhead} if self.overhead != "reference" else {}),
@@ -106,7 +109,7 @@ def check_resumable(config: RunConfig, manifest: dict[str, Any]) -> None:
     # the defaults are not stored
     stored_when_not = {
         "workers": 1, "dtype": "float32", "mode": "controlled", "ablate": None,
-        "warmup_epochs": scores.WARMUP_EPOCHS,
+        "warmup_epochs": scores.WARMUP_EPOCHS, "underused_threshold": cores.UNDERUSED_CORES,
     }  # fmt: skip
     old, new = {**stored_when_not, **old}, {**stored_when_not, **new}
     changed = [k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]

@@ -92,6 +92,8 @@ class Recorder:
                 "seconds": event["seconds"],
                 "samples_per_second": n / event["seconds"] if event["seconds"] > 0 else None,
                 "foreign_cpu_seconds": event.get("foreign_cpu_seconds"),
+                "own_cpu_seconds": event.get("own_cpu_seconds"),
+                "idle_cpu_seconds": event.get("idle_cpu_seconds"),
                 "window_start": (event.get("window") or [None, None])[0],
                 "window_end": (event.get("window") or [None, None])[1],
             }

@@ -10,7 +10,8 @@ module imports it, so the NumPy reference runs without it.
 Events, one JSON object per line, written to the file descriptor `event_fd` (stdout if none):
   {"event": "start", "api_level", "device", "params", "import_seconds", "build_seconds"}
   {"event": "epoch", "epoch", "losses": [...], "seconds", "train_loss", "test_loss",
-   "test_accuracy", "first_step_seconds" (epoch 1 only)}
+   "test_accuracy", "foreign_cpu_seconds", "own_cpu_seconds", "idle_cpu_seconds", "window",
+   "first_step_seconds" (epoch 1 only)}
   {"event": "done" | "diverged" | "error", "peak_rss_mb", "tensorflow": {...} | null, ...}:
    the last one; `done` adds "task_fingerprint"; `diverged` adds "epoch", "step", "loss";
    `error` adds "error" (the exception's last line; the traceback goes to stderr, the log).
@@ -155,11 +156,14 @@ def _device_scope(device: str) -> tuple[str, contextlib.AbstractContextManager[A
 class Window:
     """The timed part of an epoch: only `train_epoch` calls, ending with the losses in host
     memory (one sync, so that work a framework left queued is inside the window), plus the
-    CPU time the rest of the machine used meanwhile (harness/measure/noise.py)."""
+    CPU time the rest of the machine used meanwhile, the worker's own (all its threads) and
+    the time the machine's CPUs stood idle (harness/measure/noise.py)."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self.foreign: float | None = 0.0
+        self.own = 0.0
+        self.idle: float | None = 0.0
         self.start: float | None = None
         self.end = 0.0
 
@@ -168,17 +172,31 @@ class Window:
         t0 = time.perf_counter()
         losses = np.asarray(train_epoch(*args))
         t1 = time.perf_counter()
-        foreign = noise.foreign_seconds(before, noise.read())
+        after = noise.read()
         self.seconds += t1 - t0
-        self.foreign = None if foreign is None or self.foreign is None else self.foreign + foreign
+        self.foreign = _added(self.foreign, noise.foreign_seconds(before, after))
+        self.own += noise.own_seconds(before, after)
+        self.idle = _added(self.idle, noise.idle_seconds(before, after))
         # perf_counter is CLOCK_MONOTONIC: one clock for every process of the suite
         self.start = t0 if self.start is None else self.start
         self.end = t1
         return losses
 
     def facts(self) -> dict[str, Any]:
-        foreign = None if self.foreign is None else round(self.foreign, 6)  # ticks: 10 ms
-        return {"foreign_cpu_seconds": foreign, "window": [self.start, self.end]}
+        def ticks(value: float | None) -> float | None:  # 10 ms: more digits would be noise
+            return None if value is None else round(value, 6)
+
+        return {
+            "foreign_cpu_seconds": ticks(self.foreign),
+            "own_cpu_seconds": ticks(self.own),
+            "idle_cpu_seconds": ticks(self.idle),
+            "window": [self.start, self.end],
+        }
+
+
+def _added(total: float | None, part: float | None) -> float | None:
+    """A window's total over its calls: unknown if any call's reading was."""
+    return None if total is None or part is None else total + part
 
 
 def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any]:
