@@ -424,3 +424,71 @@ def test_a_numpy_run_is_not_refused_for_workers_jobs_or_a_ulimit_it_fits_in(tmp_
     assert result.returncode == 0, result.stderr
     result = _under_ulimit_v(1_000_000, *args, "--out", str(tmp_path / "b"))
     assert result.returncode == 0, result.stderr
+
+
+# -- --variant: the import check says why, has a time limit, and never loses the suite's own --
+# modules to a user's folder
+
+USER_MODULES = {
+    "ex0.py": "import os\nos._exit(0)\n",
+    "ex3.py": "raise SystemExit(3)\n",
+    "interrupt.py": "raise KeyboardInterrupt\n",
+    "hang.py": "import time\ntime.sleep(600)\n",
+    "net.py": (
+        "from variants.numpy_scratch import NumpyScratch\n\n\n"
+        "class Net(NumpyScratch):\n"
+        "    def build(self, spec, optimizer, init_weights):  # takes no as_written\n"
+        "        super().build(spec, optimizer, init_weights)\n"
+    ),
+}
+
+
+@pytest.fixture
+def user_folder(tmp_path) -> Path:
+    """A user's project: their package `uv`, and a package of their own named `harness`."""
+    (tmp_path / "uv").mkdir()
+    (tmp_path / "uv" / "__init__.py").write_text("")
+    for name, text in USER_MODULES.items():
+        (tmp_path / "uv" / name).write_text(text)
+    (tmp_path / "harness").mkdir()
+    (tmp_path / "harness" / "__init__.py").write_text('raise ImportError("the user\'s own")\n')
+    return tmp_path
+
+
+def mlpbench_in(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*MLPBENCH, *args], cwd=folder, capture_output=True, text=True, timeout=120, env=ENV
+    )
+
+
+IMPORT_ENDINGS = {
+    "ex0": "exited with status 0 before answering (os._exit or sys.exit when imported?)",
+    "ex3": "exited with status 3 (sys.exit when imported?)",
+    "interrupt": "was killed by SIGINT: KeyboardInterrupt",
+    "hang": "took longer than 2 s (--timeout) and was stopped",
+}
+
+
+@pytest.mark.parametrize("module", list(IMPORT_ENDINGS))
+def test_a_variant_whose_import_ends_the_check_says_how(module, user_folder):
+    """Once 'cannot check uv.x:X (status 0/3/-2)' with no reason, or a hang with no limit."""
+    result = mlpbench_in(
+        user_folder, *RUN, "--variant", f"uv.{module}:X", "--timeout", "2", "--out", "r"
+    )
+    assert_one_line_error(result)
+    assert f"--variant uv.{module}:X: importing it {IMPORT_ENDINGS[module]}" in result.stderr
+
+
+def test_a_users_harness_package_does_not_stand_in_for_the_suites(user_folder):
+    """Once the check (and every worker) imported the user's `harness`: an opaque status.
+    The class is imported and checked; the as-written refusal proves the check answered."""
+    result = mlpbench_in(user_folder, "run", "--variant", "uv.net:Net", "--mode", "as-written")
+    assert_one_line_error(result)
+    assert "uv.net:Net cannot run in --mode as-written" in result.stderr
+
+
+@pytest.mark.system
+def test_a_suite_runs_from_a_folder_holding_its_own_harness_package(user_folder):
+    result = mlpbench_in(user_folder, *RUN, "--seeds", "0", "--out", "r")
+    assert result.returncode == 0, result.stderr
+    assert "1 of 1 runs ok" in result.stderr + result.stdout

@@ -12,6 +12,7 @@ import argparse
 import ast
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -96,34 +97,73 @@ def check_output(
             raise UsageError(f"--resume: {exc}") from None
 
 
-def _python_json(args: list[str], env: dict[str, str] | None = None) -> tuple[int, list[Any]]:
-    """Run `python ARGS` from here and parse each stdout line as JSON."""
-    env = dict(os.environ if env is None else env)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), env.get("PYTHONPATH")) if p)
+class _CheckEnded(Exception):
+    """The throwaway check process ended before answering; the message says how."""
+
+
+def _check(paths: list[str], timeout: float) -> list[dict[str, Any]]:
+    """Import the classes at `paths` in a throwaway process, run from here in the environment
+    a worker gets (so that a user's class imports the same way, and never in place of the
+    suite's own modules); one result per path (harness/run/worker.py `check`). Raises
+    _CheckEnded if it ends, or runs past `timeout` seconds, before answering for each."""
+    env = device.python_env(dict(os.environ))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env)
+    # its own session: a timeout ends whatever a hanging import started, too
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.run.worker", "--check", *paths],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise _CheckEnded(
+            f"importing it took longer than {timeout:g} s (--timeout) and was stopped; a "
+            "module must not wait or block when imported"
+        ) from None
     parsed = []
-    for line in proc.stdout.splitlines():
+    for line in stdout.splitlines():
         try:
             parsed.append(json.loads(line))
         except ValueError:
             continue
-    return proc.returncode, parsed
+    if len(parsed) < len(paths) or proc.returncode not in (0, 2):
+        raise _CheckEnded(_how_it_ended(proc.returncode, stderr))
+    return parsed
 
 
-def check_user_variants(paths: list[str]) -> dict[str, Path]:
+def _how_it_ended(code: int, stderr: str) -> str:
+    """Why the check process ended without answering, in words: a module that exits or is
+    interrupted when imported leaves only its exit status, and maybe a last line."""
+    last = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
+    if code < 0:
+        how = f"was killed by {signal.Signals(-code).name}"
+    elif code == 0:
+        how = "exited with status 0 before answering (os._exit or sys.exit when imported?)"
+    else:
+        how = f"exited with status {code}" + ("" if last else " (sys.exit when imported?)")
+    return f"importing it {how}" + (f": {last}" if last else "")
+
+
+def check_user_variants(paths: list[str], timeout: float) -> dict[str, Path]:
     """Import user classes in a throwaway process (they may import TensorFlow, which the
     runner must not) and check the protocol; returns each one's source file."""
     if not paths:
         return {}
-    code, results = _python_json(["-m", "harness.run.worker", "--check", *paths])
+    try:
+        results = _check(paths, timeout)
+    except _CheckEnded as exc:
+        raise UsageError(f"--variant {', '.join(paths)}: {exc}") from None
     files = {}
     for r in results:
         if not r.get("ok"):
             raise UsageError(f"--variant {r['path']}: {r['error']}")
         files[r["path"]] = Path(r["file"]) if r.get("file") else None
-    if code != 0 or len(files) != len(paths):
-        raise UsageError(f"--variant: cannot check {', '.join(paths)} (status {code})")
     return files
 
 
@@ -132,10 +172,14 @@ def check_as_written(config: RunConfig, named: set[str]) -> RunConfig:
     found by importing them in a throwaway process. Those `named` on the command line must;
     those of `all` that cannot are left out with a note."""
     paths = [path for _, path in config.variant_paths]
-    code, results = _python_json(["-m", "harness.run.worker", "--check", *paths])
+    try:
+        results = _check(paths, config.timeout)
+    except _CheckEnded as exc:
+        raise UsageError(f"--mode as-written: checking {', '.join(paths)}: {exc}") from None
+    if not all(r.get("ok") for r in results):
+        bad = next(r for r in results if not r.get("ok"))
+        raise UsageError(f"--mode as-written: {bad['path']}: {bad['error']}")
     able = {r["path"] for r in results if r.get("as_written")}
-    if code != 0 or len(results) != len(paths):
-        raise UsageError(f"--mode as-written: cannot check {', '.join(paths)} (status {code})")
     unable = [name for name, path in config.variant_paths if path not in able]
     if refused := [name for name in unable if name in named]:
         raise UsageError(
@@ -312,7 +356,7 @@ def validate(args: argparse.Namespace) -> Validated:
                 f"training samples of {config.dataset}"
             )
     check_memory(config, dataset, min(batch_sizes(args)))
-    for path, file in check_user_variants(user_paths).items():
+    for path, file in check_user_variants(user_paths, config.timeout).items():
         sources[path] = loc.source_info(path, file) if file else None
     if config.mode == "as-written":
         listed = args.variants if args.variants and args.variants.strip() != "all" else ""

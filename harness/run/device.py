@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 DEVICES = ("cpu", "gpu")
 
@@ -29,10 +30,25 @@ def worker_env(device: str, base: Mapping[str, str]) -> dict[str, str]:
     the way `python -m` here would) and, for cpu, every GPU hidden from TensorFlow."""
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}: use one of {', '.join(DEVICES)}")
-    env = dict(base)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), env.get("PYTHONPATH")) if p)
+    env = python_env(base)
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = "-1"  # TensorFlow then sees no GPU at all
+    return env
+
+
+# The folder that holds the suite's own packages (harness, variants).
+SUITE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def python_env(base: Mapping[str, str]) -> dict[str, str]:
+    """`base` for a Python process that imports a user's classes from this folder: on its
+    path after the suite's own packages, so that a folder holding its own `harness` or
+    `variants` never stands in for them (and `python -m` does not put it first:
+    PYTHONSAFEPATH)."""
+    env = dict(base)
+    parts = (SUITE_ROOT, os.getcwd(), env.get("PYTHONPATH"))
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in parts if p))
+    env["PYTHONSAFEPATH"] = "1"
     return env
 
 
