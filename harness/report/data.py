@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.measure import stats
+from harness.measure import cores, stats
 from harness.results import reader, scores
 from harness.results.reader import ResultSet
 from harness.results.sweep import SweepFolder
@@ -85,6 +85,8 @@ def combine(sets: Sequence[ResultSet]) -> ReportData:
             df.insert(0, "label", pd.Series(run_labels, index=df.index, dtype=str))
             blocks = [_task_block(s, seed) for seed in df["seed"]]
             df["block"] = pd.Series(blocks, index=df.index, dtype=str)
+            if key == "epochs":  # judged within its own folder, by the constants it records
+                df["underused"] = scores.recorded_underused_rows(s.manifest, df)
             frames[key].append(df)
         for v in s.summary["variant"]:
             if label(v, set_name) not in labels:
@@ -118,25 +120,40 @@ def _task_block(s: ResultSet, seed: object) -> str:
 def throughput_samples(epochs: pd.DataFrame, warmup: int = scores.WARMUP_EPOCHS) -> pd.DataFrame:
     """The per-epoch throughput windows that make up the steady state (results/README.md):
     the epochs after the manifest's warm-up (epochs 2..N), or all of a run's epochs when it has
-    no more. These are the timing repeats the spreads and tests are computed from."""
+    no more, less the windows flagged underused (the worker left cores idle that it used in
+    others: a slow mode, not the variant's speed). These are the timing repeats the spreads and
+    tests are computed from."""
+    timed = _timed_windows(epochs, warmup)
+    return timed[~_underused(timed)] if len(timed) else timed
+
+
+def _timed_windows(epochs: pd.DataFrame, warmup: int) -> pd.DataFrame:
     steady = scores.steady_rows(epochs, warmup)
     return steady[np.isfinite(steady["samples_per_second"])] if len(steady) else steady
 
 
+def _underused(epochs: pd.DataFrame) -> pd.Series:
+    if "underused" not in epochs.columns:
+        return pd.Series(False, index=epochs.index)
+    return epochs["underused"].eq(True)
+
+
 def throughput_by_label(data: ReportData) -> dict[str, np.ndarray]:
     """Throughput samples per label from the epoch windows of ok runs that outside load did
-    not disturb (`noisy` in summary.csv); a run without epoch rows contributes its summary's
-    steady-state value instead, so no variant is left out."""
+    not disturb (`noisy` in summary.csv), less the windows flagged underused; a run without
+    epoch rows contributes its summary's steady-state value instead, so no variant is left
+    out (a run whose every window was underused contributes nothing)."""
     quiet = data.ok[~data.ok["noisy"].eq(True)]
     keys = quiet[["label", "seed"]].drop_duplicates()
-    windows = throughput_samples(
-        data.epochs.merge(keys, on=["label", "seed"], how="inner"), data.warmup_epochs
-    )
+    epochs = data.epochs.merge(keys, on=["label", "seed"], how="inner")
+    timed = _timed_windows(epochs, data.warmup_epochs)
+    windows = throughput_samples(epochs, data.warmup_epochs)
     out: dict[str, np.ndarray] = {}
     for lab in data.labels:
         ok = quiet[quiet["label"] == lab]
         w = windows[windows["label"] == lab]
-        missing = ok[~ok["seed"].isin(w["seed"])]["samples_per_second"]
+        measured = timed[timed["label"] == lab]["seed"]
+        missing = ok[~ok["seed"].isin(measured)]["samples_per_second"]
         values = np.concatenate([w["samples_per_second"].to_numpy(float), missing.to_numpy(float)])
         values = stats.clean(values)
         if values.size:
@@ -147,6 +164,23 @@ def throughput_by_label(data: ReportData) -> dict[str, np.ndarray]:
 def noisy_runs(data: ReportData) -> pd.DataFrame:
     """Finished runs whose timed epochs other processes disturbed, left out of speed claims."""
     return data.ok[data.ok["noisy"].eq(True)]
+
+
+def underused_windows(data: ReportData) -> pd.DataFrame:
+    """The steady windows of finished runs in which the worker left cores idle that its
+    variant used in other windows, left out of speed claims: label, seed, epoch, cores (used
+    in the window), busiest (the upper quartile of its variant's windows, the reference)."""
+    columns = ["label", "seed", "epoch", "cores", "busiest"]
+    steady = scores.steady_rows(data.epochs, data.warmup_epochs)
+    if steady.empty:
+        return pd.DataFrame(columns=columns)
+    used = pd.to_numeric(steady["own_cpu_seconds"], errors="coerce") / steady["seconds"]
+    steady = steady.assign(cores=used)
+    # the reference as the rule takes it: every seed's windows that have a reading
+    busiest = steady.dropna(subset=["cores"]).groupby("label")["cores"]
+    flagged = data.ok_runs(steady[_underused(steady)])
+    reference = flagged["label"].map(busiest.quantile(cores.BUSIEST_QUANTILE))
+    return flagged.assign(busiest=reference)[columns]
 
 
 def ladder(data: ReportData) -> pd.DataFrame:

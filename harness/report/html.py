@@ -121,7 +121,8 @@ def _ladder_section(data: ReportData) -> list[str]:
         '<h2 id="ladder">Cost ladder</h2>',
         "<p>Per level, its rungs from the form tutorials teach to the fastest it allows; "
         "speed-up: the median throughput over the rung above it in the table, with a 95 % "
-        "bootstrap interval over epoch windows. Runs flagged noisy are left out.</p>",
+        "bootstrap interval over epoch windows. Runs flagged noisy and windows flagged "
+        "underused are left out.</p>",
         table(formatted(rungs), "ladder"),
     ]
 

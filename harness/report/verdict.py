@@ -23,6 +23,7 @@ from harness.report.data import (
     parity_was_run,
     startup_breakdown,
     throughput_by_label,
+    underused_windows,
 )
 from harness.report.learning import as_written
 from harness.report.learning import findings as learning_findings
@@ -107,7 +108,8 @@ def _runs(data: ReportData) -> Finding:
 
 
 def _noise(data: ReportData) -> Finding | None:
-    """Runs whose timing outside load disturbed, and suites whose runs shared the CPU."""
+    """Runs whose timing outside load disturbed, windows in which a worker left cores idle,
+    and suites whose runs shared the CPU."""
     parts = []
     noisy = noisy_runs(data)
     if not noisy.empty:
@@ -118,6 +120,19 @@ def _noise(data: ReportData) -> Finding | None:
             f"{len(noisy)} run(s) ran while other processes used the CPU and are left out of "
             f"every speed claim: {listed}; measure them again with --retry-noisy"
         )
+    underused = underused_windows(data)
+    if not underused.empty:
+        listed = "; ".join(
+            f"{label} seed {seed} epoch{'s' if len(g) > 1 else ''} "
+            f"{', '.join(map(str, g['epoch']))} ({_cores(g['cores'])} of "
+            f"{g['busiest'].iloc[0]:.2f} cores)"
+            for (label, seed), g in underused.groupby(["label", "seed"], sort=False)
+        )
+        parts.append(
+            f"{len(underused)} window(s) left cores idle that their variant used in its other "
+            f"windows, while the machine had them free (underused: a slow mode inside the "
+            f"process, not outside load), and are left out of every speed claim: {listed}"
+        )
     contended = data.ok[data.ok["contended"].eq(True)]
     if not contended.empty:
         parts.append(
@@ -125,6 +140,11 @@ def _noise(data: ReportData) -> Finding | None:
             "shared the CPU with each other, so their speeds are not comparable"
         )
     return Finding("Noise", "; ".join(parts) + ".") if parts else None
+
+
+def _cores(values: pd.Series) -> str:
+    low, high = float(values.min()), float(values.max())
+    return f"{low:.2f}" if round(low, 2) == round(high, 2) else f"{low:.2f}-{high:.2f}"
 
 
 def _ladder(data: ReportData) -> Finding | None:
