@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test bench lint system-deps
+.PHONY: setup run test test-all bench lint system-deps
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,14 @@ setup: $(VENV)/.installed
 run: setup
 	$(BIN)/mlpbench run
 
+# The fast tier, before every commit: contract, per-step parity of every variant and optimizer,
+# the CLI's bad inputs, the results schema, reports from fixtures, the never-imports.
 test: setup
+	$(BIN)/python -m pytest -m "not system"
+
+# Everything, as CI runs it: adds the system tests (loopback clusters, Ctrl-C and kill, long
+# hostile runs, Fashion-MNIST, the browser, the CI gate's own tests).
+test-all: setup
 	$(BIN)/python -m pytest
 
 bench: setup

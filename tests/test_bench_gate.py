@@ -83,6 +83,7 @@ def interleaved(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+@pytest.mark.system
 def test_the_interleaved_gate_fails_on_a_variant_doubled_in_cost(interleaved):
     result = mlpbench("bench-compare", str(interleaved["doubled"]))
     assert result.returncode == 1, result.stdout + result.stderr
@@ -93,6 +94,7 @@ def test_the_interleaved_gate_fails_on_a_variant_doubled_in_cost(interleaved):
     assert 1.7 < verdict.change.ratio < 2.4
 
 
+@pytest.mark.system
 def test_the_interleaved_gate_passes_a_clean_run(interleaved):
     result = mlpbench("bench-compare", str(interleaved["clean"]))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -101,6 +103,7 @@ def test_the_interleaved_gate_passes_a_clean_run(interleaved):
     assert 0.85 < verdict.change.ratio < 1.15
 
 
+@pytest.mark.system
 def test_the_baseline_is_the_other_trees_code(interleaved):
     """The baseline's rounds run the baseline tree's variants, not this tree's under its name."""
     (verdict,) = bench_compare.compare_interleaved(interleaved["slow_base"])
@@ -110,6 +113,7 @@ def test_the_baseline_is_the_other_trees_code(interleaved):
     assert info["base_tree"].endswith("slow-base")
 
 
+@pytest.mark.system
 def test_one_file_without_an_interleaved_baseline_is_bad_input(runs):
     assert_one_line_error(
         mlpbench("bench-compare", str(runs["clean"])), "holds no interleaved baseline"
@@ -127,6 +131,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+@pytest.mark.system
 def test_the_gate_fails_on_a_variant_doubled_in_cost(runs):
     result = mlpbench("bench-compare", str(runs["base"]), str(runs["doubled"]))
     assert result.returncode == 1, result.stdout + result.stderr
@@ -138,12 +143,14 @@ def test_the_gate_fails_on_a_variant_doubled_in_cost(runs):
     assert verdicts[0].measure == "/ numpy GEMMs"  # normalised by the session's reference
 
 
+@pytest.mark.system
 def test_the_gate_passes_a_clean_run(runs):
     result = mlpbench("bench-compare", str(runs["base"]), str(runs["clean"]))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "none of 1 benchmarks is slower" in result.stdout
 
 
+@pytest.mark.system
 def test_a_faster_machine_is_not_a_faster_variant(runs, tmp_path):
     """Every time of NEW halved, references included (a machine twice as fast): the same."""
     data = json.loads(runs["clean"].read_text())
@@ -175,6 +182,7 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert_one_line_error(result, message)
 
 
+@pytest.mark.system
 def test_files_without_a_common_benchmark_are_bad_input(runs, tmp_path):
     data = json.loads(runs["clean"].read_text())
     data["benchmarks"][0]["name"] = "test_other"

@@ -99,6 +99,7 @@ def test_protocol_error_names_what_is_missing(tmp_path):
     assert "train_epoch" in result.stderr
 
 
+@pytest.mark.system
 def test_gpu_without_a_gpu_fails_clearly(tmp_path):
     """This machine has no GPU (the suite's CI runs on CPU); with one, --device gpu is valid."""
     args = [*SMALL, "--variants", "numpy_scratch", "--device", "gpu", "--out", str(tmp_path / "r")]

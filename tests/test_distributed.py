@@ -170,6 +170,7 @@ def test_layout_reads_the_class_attributes_without_importing():
     assert cluster.layout("no.such.module:Class") == "single"
 
 
+@pytest.mark.system
 def test_tf_config_names_every_peer_and_this_rank():
     config = json.loads(cluster.tf_config([1001, 1002], 1))
     assert config == {
@@ -332,6 +333,7 @@ def test_a_forked_rank_hanging_after_its_result_is_killed(tmp_path, monkeypatch)
     assert not [p for p in pids if alive(p)]
 
 
+@pytest.mark.system
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "optimizer", "fork"),
@@ -361,6 +363,7 @@ def test_two_workers_match_one_process(name, optimizer, fork, digits_task, task_
     assert len(list(run.tmp.glob(f"{run.name}.rank*.log"))) == 2
 
 
+@pytest.mark.system
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", [Adam(), SGD()], ids=["adam", "sgd"])
 def test_keras_mirrored_over_two_logical_devices(optimizer, digits_task, task_file, tmp_path):
@@ -381,6 +384,7 @@ def test_keras_mirrored_over_two_logical_devices(optimizer, digits_task, task_fi
     assert_parity(losses, reference_losses(digits_task, optimizer))
 
 
+@pytest.mark.system
 @pytest.mark.slow
 @pytest.mark.parametrize("fork", [False, True], ids=["cold", "forked"])
 def test_a_killed_rank_fails_the_run_fast_and_every_process_is_reaped(task_file, supervised, fork):
@@ -400,6 +404,7 @@ def test_a_killed_rank_fails_the_run_fast_and_every_process_is_reaped(task_file,
     assert not alive(chief) and not alive(peer)
 
 
+@pytest.mark.system
 @pytest.mark.slow
 @pytest.mark.parametrize("fork", [False, True], ids=["cold", "forked"])
 def test_a_frozen_rank_fails_the_run_instead_of_hanging_it(task_file, supervised, fork):
@@ -422,6 +427,7 @@ def test_a_frozen_rank_fails_the_run_instead_of_hanging_it(task_file, supervised
     assert not alive(chief) and not alive(peer)
 
 
+@pytest.mark.system
 @pytest.mark.slow
 @pytest.mark.parametrize("fork", [False, True], ids=["cold", "forked"])
 def test_killing_the_supervisor_kills_every_rank(task_file, supervised, fork):
@@ -440,6 +446,7 @@ def test_killing_the_supervisor_kills_every_rank(task_file, supervised, fork):
     assert not [p for p in ranks if alive(p)]
 
 
+@pytest.mark.system
 @pytest.mark.slow
 @pytest.mark.parametrize("fork", [False, True], ids=["cold", "forked"])
 def test_a_diverging_cluster_is_a_divergence_not_a_failure(task_file, supervised, fork):
@@ -449,6 +456,7 @@ def test_a_diverging_cluster_is_a_divergence_not_a_failure(task_file, supervised
     assert final["event"] == "diverged" and not math.isfinite(final["loss"]), final
 
 
+@pytest.mark.system
 @pytest.mark.slow
 @pytest.mark.parametrize("fork", [False, True], ids=["cold", "forked"])
 def test_a_taken_port_is_retried_on_other_ports(task_file, supervised, digits_task, fork):
@@ -469,6 +477,7 @@ def test_a_taken_port_is_retried_on_other_ports(task_file, supervised, digits_ta
     assert run.final()["event"] == "done"
 
 
+@pytest.mark.system
 @pytest.mark.slow
 @pytest.mark.parametrize("fork", [False, True], ids=["cold", "forked"])
 def test_a_peer_that_never_connects_fails_at_the_startup_deadline(task_file, supervised, fork):
@@ -485,6 +494,7 @@ def test_a_peer_that_never_connects_fails_at_the_startup_deadline(task_file, sup
     assert "in build" in (run.tmp / f"{run.name}.rank1.log").read_text()
 
 
+@pytest.mark.system
 @pytest.mark.slow
 def test_keras3_fit_under_multiworker_is_still_unsupported(task_file, supervised):
     """keras-team/keras#20585: Keras 3 `fit` under MultiWorkerMirroredStrategy fails. The run
@@ -503,6 +513,7 @@ def test_keras3_fit_under_multiworker_is_still_unsupported(task_file, supervised
     assert any(k in final["error"] for k in known), final["error"]
 
 
+@pytest.mark.system
 @pytest.mark.slow
 def test_mlpbench_run_with_two_workers(tmp_path):
     """The suite's path: `--workers 2` runs the multi-worker variant as a cluster and the
@@ -534,6 +545,7 @@ def test_mlpbench_run_with_two_workers(tmp_path):
     assert "forked ranks" in (out / "logs" / "tf2_multiworker-seed0.log").read_text()
 
 
+@pytest.mark.system
 @pytest.mark.slow
 def test_mlpbench_run_cold_start_starts_cold_ranks(tmp_path):
     """`--cold-start`: the supervisor and each rank are fresh interpreters."""
@@ -554,6 +566,7 @@ def test_workers_must_be_a_positive_integer():
     assert_one_line_error(mlpbench("run", "--variants", "tf2_multiworker", "--workers", "0"))
 
 
+@pytest.mark.system
 def test_resume_keeps_the_number_of_workers(tmp_path):
     from .test_cli import SMALL, assert_one_line_error, mlpbench
 

@@ -93,6 +93,7 @@ def test_roofline_is_measured_and_labelled_in_the_dtype():
         assert result["numpy_gflops"] > 0
 
 
+@pytest.mark.system
 def test_run_and_sweep_record_float64_end_to_end(tmp_path):
     out = tmp_path / "run"
     args = [*SMALL, "--variants", "numpy_scratch"]

@@ -180,6 +180,7 @@ def test_none_losses_are_a_protocol_failure_that_resume_retries(tmp_path):
     assert storage.load_results(out).manifest["runs"][0]["attempts"] == 1  # run again, anew
 
 
+@pytest.mark.system
 def test_what_a_kill_9_left_is_removed_by_the_next_suite(finished, tmp_path):
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()

@@ -38,6 +38,7 @@ def summary(out: Path) -> pd.DataFrame:
     return pd.read_csv(out / "summary.csv")
 
 
+@pytest.mark.system
 def test_a_run_beside_a_busy_process_is_flagged_noisy_and_measured_again(tmp_path):
     out = tmp_path / "noisy"
     hog = subprocess.Popen([sys.executable, "-c", HOG, str(out)])
@@ -56,6 +57,7 @@ def test_a_run_beside_a_busy_process_is_flagged_noisy_and_measured_again(tmp_pat
     assert row["foreign_cpu"] < noise.NOISY_CORES + 3 * row["foreign_cpu_se"]
 
 
+@pytest.mark.system
 def test_the_same_run_without_retry_keeps_the_noisy_flag(tmp_path):
     out = tmp_path / "kept"
     hog = subprocess.Popen([sys.executable, "-c", HOG, str(out / "never")])  # spins throughout
@@ -72,6 +74,7 @@ def test_the_same_run_without_retry_keeps_the_noisy_flag(tmp_path):
     assert epochs["foreign_cpu_seconds"].iloc[1:].sum() > 0.5 * epochs["seconds"].iloc[1:].sum()
 
 
+@pytest.mark.system
 def test_harness_activities_never_overlap_a_timed_window(tmp_path):
     out = tmp_path / "suite"
     args = ["--variants", "numpy_scratch,tf2_function", "--hidden", "16", "--epochs", "3"]
@@ -92,6 +95,7 @@ def test_harness_activities_never_overlap_a_timed_window(tmp_path):
     assert not summary(out)["contended"].any()
 
 
+@pytest.mark.system
 def test_parallel_runs_are_marked_contended(tmp_path):
     out = tmp_path / "jobs"
     args = ["--variants", "numpy_scratch", "--hidden", "16", "--epochs", "2", "--seeds", "0,1"]

@@ -51,6 +51,7 @@ def test_module_prints_json():
     assert result["rounds"] == 1 and result["ratio_median"] > 0
 
 
+@pytest.mark.system
 def test_overhead_of_every_variant_lands_in_results(tmp_path):
     """`--overhead all`: one measurement per single-process variant, after the runs, in the
     manifest and in summary.csv, on the timeline and overlapping no timed window."""

@@ -73,6 +73,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_report([FIXTURES / "small_a", FIXTURES / "small_b"], out)
 
 
+@pytest.mark.system
 def test_every_image_loads_in_chromium(report: Path, tmp_path: Path) -> None:
     probe = report.parent / "probe.html"
     probe.write_text(report.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"))
@@ -87,6 +88,7 @@ def test_every_image_loads_in_chromium(report: Path, tmp_path: Path) -> None:
     assert all(w == width for w in found["linked"]), found
 
 
+@pytest.mark.system
 def test_screenshot(report: Path, tmp_path: Path) -> None:
     shot = tmp_path / "screenshot.png"
     result = chromium(

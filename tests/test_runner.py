@@ -196,6 +196,7 @@ def test_every_fault_is_recorded_and_the_good_run_completes(faulty_suite):
     assert "RuntimeError" in log.read_text()
 
 
+@pytest.mark.system
 def test_faults_of_warm_started_workers_are_recorded_alike(tmp_path):
     """Variants importing TensorFlow are forked from the warm-start server: every failure must
     still be classified, and a good TensorFlow run beside them completes."""
@@ -216,6 +217,7 @@ def test_faults_of_warm_started_workers_are_recorded_alike(tmp_path):
     assert manifest(out)["config"]["start"] == "warm"
 
 
+@pytest.mark.system
 def test_warm_and_cold_starts_count_the_framework_import(tmp_path):
     """A warm run's import and first-step seconds include the import its server paid once, so
     they compare with a cold run's; the start method is recorded."""
@@ -310,6 +312,7 @@ def ctrl_c_reaches_children():
     signal.signal(signal.SIGINT, previous)
 
 
+@pytest.mark.system
 @pytest.mark.usefixtures("ctrl_c_reaches_children")
 def test_ctrl_c_keeps_finished_runs_and_resume_completes_them(tmp_path):
     out = tmp_path / "suite"

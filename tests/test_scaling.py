@@ -95,6 +95,7 @@ def test_report_of_a_folder_without_results_is_one_line_exit_2(tmp_path):
     assert out.stderr.count("\n") == 1 and "scaling.json" in out.stderr
 
 
+@pytest.mark.system
 @pytest.mark.slow
 def test_measurement_end_to_end_on_loopback(tmp_path):
     """1 and 2 workers, one small batch, few steps: real clusters, a scaling.json, a report."""
@@ -111,6 +112,7 @@ def test_measurement_end_to_end_on_loopback(tmp_path):
     assert report.main([str(out)]) == 0
 
 
+@pytest.mark.system
 def test_the_html_report_of_a_results_folder_shows_its_scaling(tmp_path):
     """`mlpbench report` on a results folder that also holds a scaling.json: the scaling
     figure and its assumptions are on the page, read from the folder alone."""

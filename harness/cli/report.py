@@ -16,9 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.cli.errors import fail
-from harness.report.bench_compare import probability
 
 EXIT_OK, EXIT_REGRESSION = 0, 1
+
+
+def probability(text: str) -> float:
+    """bench-compare's --alpha type, imported only when given: the gate imports scipy, which
+    would otherwise add a second to every `mlpbench` command's start-up."""
+    from harness.report.bench_compare import probability as parse
+
+    return parse(text)
 
 
 def build_report(result_dirs: Sequence[Path], out: Path, *, command: str | None = None) -> Path:
