@@ -263,8 +263,10 @@ def test_the_worker_records_its_own_and_the_idle_cpu(tmp_path: Path) -> None:
     total = steady["own_cpu_seconds"] + steady["foreign_cpu_seconds"] + steady["idle_cpu_seconds"]
     cpus = os.cpu_count() or 1
     assert np.allclose(total, cpus * steady["seconds"], atol=0.05), (total, steady["seconds"])
-    assert (steady["own_cpu_seconds"] > 0.25).all()  # two threads busy for 0.3 s at least ...
-    assert not steady["underused"].any()  # ... and a clean run is not flagged
+    assert (steady["cores"] > 0.3).all()  # its own CPU is not taken for the rest's
+    quiet = steady[steady["foreign"] < 0.1] if cpus >= 2 else steady.iloc[:0]
+    assert (quiet["cores"] > 1.6).all(), quiet  # both threads counted, where both could run
+    assert not steady["underused"].any()  # a clean run is not flagged
 
 
 @needs_proc
