@@ -93,6 +93,9 @@ class RichProgress:
                 f"{_num(summary.get('samples_per_second'), ',.0f')} samples/s  "
                 f"first step {_num(record.first_step_seconds, '.2f')} s"
             )
+            underused = summary.get("underused_windows")
+            if underused and not pd.isna(underused):  # left out of its samples/s
+                detail += f"  [yellow]{int(underused)} window(s) underused[/]"
         else:
             detail = escape(record.error or "")
         line = f"{head}  {detail}  ({record.wall_seconds:.1f} s)"
