@@ -33,9 +33,6 @@ def build_report(result_dirs: Sequence[Path], out: Path, *, command: str | None 
     return the page's path. A sweep folder (harness/results/sweep.py) is reported on its own: its
     sweep section, then the report of its largest batch size. Raises `ResultsError` for
     unusable input."""
-    from harness.report import figures, html, learning
-    from harness.report.data import combine, sweep_data
-    from harness.report.verdict import at_batch, sweep_verdict, verdict
     from harness.results import sweep
     from harness.results.reader import ResultsError, read_results, read_sweep
 
@@ -48,8 +45,16 @@ def build_report(result_dirs: Sequence[Path], out: Path, *, command: str | None 
     if sweeps and len(result_dirs) > 1:
         raise ResultsError(f"report the sweep {sweeps[0]} on its own, not with other folders")
     try:
-        if not sweeps:
-            data = combine([read_results(Path(p)) for p in result_dirs])
+        # every folder is read before the drawing code is imported (matplotlib, scipy: seconds),
+        # so that unusable input is refused at once
+        read = [read_results(Path(p)) for p in result_dirs] if not sweeps else None
+        swept_folders = read_sweep(sweeps[0]) if sweeps else None
+        from harness.report import figures, html, learning
+        from harness.report.data import combine, sweep_data
+        from harness.report.verdict import at_batch, sweep_verdict, verdict
+
+        if read is not None:
+            data = combine(read)
             drawn = figures.draw_all(data, out)
             sections = [learning.section(data.sets)]
             sections += [_scaling_section(Path(p), out) for p in result_dirs]
@@ -57,7 +62,7 @@ def build_report(result_dirs: Sequence[Path], out: Path, *, command: str | None 
                 data, drawn, verdict(data), command, sections=[s for s in sections if s]
             )
         else:
-            swept = sweep_data(*read_sweep(sweeps[0]))
+            swept = sweep_data(*swept_folders)
             largest, largest_set = swept.points[-1]
             data = combine([largest_set])
             # one colour per variant on the page
