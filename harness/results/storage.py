@@ -253,6 +253,8 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ResultsError(f"{path} lacks columns {', '.join(missing)}")
+    # in the schema's order, whatever the order of the file (a later column is added last)
+    frame = frame[columns + [c for c in frame.columns if c not in columns]]
     for column in frame.columns.intersection(columns).difference(TEXT_COLUMNS):
         frame[column] = _column(path, frame, column)
     _require_keys(path, frame, columns)
