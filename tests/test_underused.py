@@ -17,12 +17,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness.cli.options import build_parser
+from harness.cli.validate import make_config
 from harness.datasets import load_digits
 from harness.measure import cores, noise
 from harness.report.data import combine, throughput_by_label, underused_windows
 from harness.report.verdict import verdict
 from harness.results import reader, scores, storage
 from harness.run import worker
+from harness.run.config import SuiteError, check_resumable
 from harness.task import make_task
 from variants.base import SGD, optimizer_to_dict
 
@@ -315,3 +318,14 @@ def test_a_suite_counts_underused_windows_and_the_report_shows_them(tmp_path: Pa
     result = mlpbench("report", str(out), "--out", str(tmp_path / "report"))
     assert result.returncode == 0, result.stderr
     assert "left cores idle" in (tmp_path / "report" / "index.html").read_text()
+
+
+def test_a_suite_from_before_the_threshold_was_recorded_resumes(tmp_path: Path) -> None:
+    parsed = build_parser().parse_args(["run", "--out", str(tmp_path / "r")])
+    config = make_config(parsed, [])
+    assert config.to_manifest()["underused_threshold"] == cores.UNDERUSED_CORES
+    older = {k: v for k, v in config.to_manifest().items() if k != "underused_threshold"}
+    check_resumable(config, {"config": older})
+    changed = {**older, "underused_threshold": 0.5}
+    with pytest.raises(SuiteError, match="underused_threshold=0.5"):
+        check_resumable(config, {"config": changed})
