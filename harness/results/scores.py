@@ -193,7 +193,9 @@ def underused_rows(
     rows = steady_rows(epochs, warmup)
     for _, group in rows.groupby("variant", sort=False):
         own, idle, foreign, seconds = (
-            pd.to_numeric(group[c], errors="coerce").to_numpy(np.float64)
+            pd.to_numeric(group.get(c, pd.Series(math.nan, group.index)), errors="coerce").to_numpy(
+                np.float64
+            )  # no foreign reading: not judged noisy
             for c in ("own_cpu_seconds", "idle_cpu_seconds", "foreign_cpu_seconds", "seconds")
         )
         flags.loc[group.index] = cores.underused(
