@@ -245,42 +245,54 @@ def _locked(path: Path, mode: int) -> Path:
     return path
 
 
-def test_an_unreadable_results_folder_is_one_line(tmp_path):
+def _read_only_folder(tmp_path: Path) -> Path:
+    (tmp_path / "ro").mkdir()
+    return _locked(tmp_path / "ro", 0o555)
+
+
+READERS = {
+    "report": lambda folder, tmp: ["report", str(folder), "--out", str(tmp / "report")],
+    "compare": lambda folder, tmp: ["compare", str(SMALL_A), str(folder)],
+    "export-tensorboard": lambda folder, tmp: ["export-tensorboard", str(folder), str(tmp / "tb")],
+}
+
+
+@pytest.mark.parametrize("command", list(READERS))
+def test_an_unreadable_results_folder_is_one_line(command, tmp_path):
     """Once a PermissionError traceback from report, compare and export-tensorboard."""
     folder = _locked(_results_copy(tmp_path, "r"), 0o000)
     try:
-        for args in (
-            ["report", str(folder), "--out", str(tmp_path / "report")],
-            ["compare", str(SMALL_A), str(folder)],
-            ["export-tensorboard", str(folder), str(tmp_path / "tb")],
-        ):
-            result = mlpbench_unprivileged(*args)
-            assert_one_line_error(result)
-            assert str(folder) in result.stderr, args
+        result = mlpbench_unprivileged(*READERS[command](folder, tmp_path))
+        assert_one_line_error(result)
+        assert str(folder) in result.stderr
     finally:
         folder.chmod(0o755)
 
 
-def test_an_unwritable_output_folder_is_one_line(tmp_path):
-    parent = _locked(tmp_path / "ro", 0o555) if (tmp_path / "ro").mkdir() is None else None
+WRITERS = {
+    "export-tensorboard": lambda ro: ["export-tensorboard", str(SMALL_A), str(ro / "tb")],
+    "compare --html": lambda ro: ["compare", str(SMALL_A), str(SMALL_A), "--html", str(ro / "c")],
+    "report": lambda ro: ["report", str(SMALL_A), "--out", str(ro / "report")],
+}
+
+
+@pytest.mark.parametrize("command", list(WRITERS))
+def test_an_unwritable_output_folder_is_one_line(command, tmp_path):
+    parent = _read_only_folder(tmp_path)
     try:
-        for args in (
-            ["export-tensorboard", str(SMALL_A), str(parent / "tb")],
-            ["compare", str(SMALL_A), str(SMALL_A), "--html", str(parent / "c.html")],
-            ["report", str(SMALL_A), "--out", str(parent / "report")],
-        ):
-            result = mlpbench_unprivileged(*args)
-            assert_one_line_error(result)
-            assert str(parent) in result.stderr, args
+        result = mlpbench_unprivileged(*WRITERS[command](parent))
+        assert_one_line_error(result)
+        assert str(parent) in result.stderr
     finally:
         parent.chmod(0o755)
 
 
+@pytest.mark.system  # the unreadable and unwritable folders above share the mechanism
 @pytest.mark.parametrize("case", ["new --out", "--force", "--resume with its .lock unwritable"])
 def test_run_into_a_folder_it_may_not_write_is_one_line(case, tmp_path):
     """Once a PermissionError traceback, from the folder's check or its lock."""
     if case == "new --out":
-        parent = _locked(tmp_path / "ro", 0o555) if (tmp_path / "ro").mkdir() is None else None
+        parent = _read_only_folder(tmp_path)
         out, extra = parent / "r", []
     elif case == "--force":
         out = _results_copy(tmp_path, "r")
@@ -297,18 +309,23 @@ def test_run_into_a_folder_it_may_not_write_is_one_line(case, tmp_path):
         parent.chmod(0o755)
 
 
-def test_a_name_too_long_is_one_line(tmp_path):
+LONG_NAMES = {
+    "run --out": lambda out: [*RUN, "--seeds", "0", "--out", str(out)],
+    "report --out": lambda out: ["report", str(SMALL_A), "--out", str(out)],
+    "export-tensorboard": lambda out: ["export-tensorboard", str(SMALL_A), str(out)],
+    "report of it": lambda out: ["report", str(out)],
+}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, marks=pytest.mark.system) if c == "run --out" else c for c in LONG_NAMES],
+)
+def test_a_name_too_long_is_one_line(case, tmp_path):
     """Once 'OSError: File name too long', a traceback."""
-    out = tmp_path / ("r" * 300)
-    for args in (
-        [*RUN, "--seeds", "0", "--out", str(out)],
-        ["report", str(SMALL_A), "--out", str(out)],
-        ["export-tensorboard", str(SMALL_A), str(out)],
-        ["report", str(out)],
-    ):
-        result = mlpbench(*args)
-        assert_one_line_error(result)
-        assert "too long" in result.stderr, args
+    result = mlpbench(*LONG_NAMES[case](tmp_path / ("r" * 300)))
+    assert_one_line_error(result)
+    assert "too long" in result.stderr
 
 
 # -- values a new user types: one line saying what is wrong and what to write instead ---------
@@ -358,14 +375,14 @@ def test_a_typed_value_is_refused_with_what_to_write(case, tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing written where it ran
 
 
-def test_compare_html_is_checked_before_the_comparison(tmp_path):
+@pytest.mark.parametrize("html", ["a folder", "under a file"])
+def test_compare_html_is_checked_before_the_comparison(html, tmp_path):
     """Once checked after the table was printed, exit 2 hiding the regression's exit 1."""
-    file = tmp_path / "file"
-    file.write_text("x")
-    for html in (tmp_path, file / "c.html"):
-        result = mlpbench("compare", str(SMALL_A), str(SMALL_B), "--html", str(html))
-        assert_one_line_error(result)
-        assert result.stdout == ""  # refused before any comparison was printed
+    (tmp_path / "file").write_text("x")
+    path = tmp_path if html == "a folder" else tmp_path / "file" / "c.html"
+    result = mlpbench("compare", str(SMALL_A), str(SMALL_B), "--html", str(path))
+    assert_one_line_error(result)
+    assert result.stdout == ""  # refused before any comparison was printed
 
 
 # -- export-tensorboard into a folder it already exported to ----------------------------------
@@ -469,7 +486,10 @@ IMPORT_ENDINGS = {
 }
 
 
-@pytest.mark.parametrize("module", list(IMPORT_ENDINGS))
+@pytest.mark.parametrize(
+    "module",
+    [pytest.param(m, marks=pytest.mark.system) if m == "hang" else m for m in IMPORT_ENDINGS],
+)
 def test_a_variant_whose_import_ends_the_check_says_how(module, user_folder):
     """Once 'cannot check uv.x:X (status 0/3/-2)' with no reason, or a hang with no limit."""
     result = mlpbench_in(
