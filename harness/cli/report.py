@@ -156,7 +156,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compare two result sets, fail on a significant slowdown",
         description="Per variant, B against A: throughput (Mann-Whitney U over the epoch "
         "windows of all seeds, ratio of medians), accuracy and first-step time. Exits 1 when "
-        "a variant got slower than the threshold with significance.",
+        "a variant got slower than the threshold with significance, or has no finished run "
+        "in B; 2 on bad input, and when no variant could be compared (none shared, or none "
+        "with undisturbed runs in both).",
     )
     p.add_argument("a", type=path_argument, help="baseline results folder")
     p.add_argument("b", type=path_argument, help="results folder to compare with the baseline")
