@@ -280,3 +280,113 @@ def pairwise(groups: Mapping[str, Sequence[float]]) -> list[Pair]:
         Pair(a, b, t, p, cliffs_delta(groups[a], groups[b]))
         for (a, b), t, p in zip(pairs, tests, adjusted, strict=True)
     ]
+
+
+# --- speed: a process is the unit of replication, its timed windows are sub-samples --------
+#
+# Windows of one process share its state (where the kernel placed its threads, which mode its
+# thread pools settled in), so they are not independent: two processes of the same code differ
+# by more than two windows of one process. Following Kalibera & Jones, "Rigorous benchmarking in
+# reasonable time" (ISMM 2013), intervals come from a two-level bootstrap (processes, then
+# windows within each) and tests compare one number per process.
+
+Nested = Mapping[object, Sequence[float]]  # a process (seed) -> its windows
+
+
+def _levels(nested: Nested) -> list[np.ndarray]:
+    """Each process' finite windows; processes without any are dropped."""
+    return [a for a in (clean(w) for w in nested.values()) if a.size]
+
+
+def process_medians(nested: Nested) -> np.ndarray:
+    """One number per process: the median of its windows."""
+    return np.array([float(np.median(a)) for a in _levels(nested)])
+
+
+def pooled_median(nested: Nested) -> float:
+    levels = _levels(nested)
+    return float(np.median(np.concatenate(levels))) if levels else math.nan
+
+
+def two_level_resamples(
+    nested: Nested, n_resamples: int = 2000, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """The pooled median of `n_resamples` two-level bootstrap samples: draw the processes with
+    replacement, then each drawn process' windows with replacement."""
+    rng = rng or np.random.default_rng(0)
+    levels = _levels(nested)
+    if not levels:
+        return np.full(n_resamples, math.nan)
+    width = max(a.size for a in levels)
+    # every process' windows resampled n times, padded to one width with NaN: (P, n, width)
+    inner = np.full((len(levels), n_resamples, width), math.nan)
+    for i, a in enumerate(levels):
+        inner[i, :, : a.size] = a[rng.integers(0, a.size, (n_resamples, a.size))]
+    chosen = rng.integers(0, len(levels), (n_resamples, len(levels)))
+    drawn = inner[chosen, np.arange(n_resamples)[:, None]]  # (n, P, width)
+    return np.nanmedian(drawn.reshape(n_resamples, -1), axis=1)
+
+
+@dataclass(frozen=True)
+class SpeedRatio:
+    """B's throughput over A's (pooled medians) with a two-level bootstrap interval, the
+    number of processes behind each side, and whether the difference is resolved: the whole
+    interval lies beyond `resolution`, the largest difference the suite measured between
+    identical computations (its A/A control)."""
+
+    ratio: float
+    low: float
+    high: float
+    processes: tuple[int, int]
+    resolution: float
+    confidence: float = 0.95
+
+    @property
+    def resolved(self) -> bool:
+        bound = 1 + (self.resolution if math.isfinite(self.resolution) else 0.0)
+        return math.isfinite(self.low) and (self.low > bound or self.high < 1 / bound)
+
+    @property
+    def verdict(self) -> str:
+        """'faster' (B over A), 'slower', or 'not resolved'."""
+        if not self.resolved:
+            return "not resolved"
+        return "faster" if self.ratio > 1 else "slower"
+
+
+def speed_ratio(
+    a: Nested,
+    b: Nested,
+    resolution: float = math.nan,
+    confidence: float = 0.95,
+    seed: int = 0,
+    n_resamples: int = 2000,
+) -> SpeedRatio:
+    """B's throughput over A's, each side resampled at both levels independently. With fewer
+    than 2 processes on a side no interval is possible (NaN), and nothing is resolved."""
+    na, nb = len(_levels(a)), len(_levels(b))
+    ma, mb = pooled_median(a), pooled_median(b)
+    ratio = mb / ma if ma and math.isfinite(ma) and math.isfinite(mb) else math.nan
+    if min(na, nb) < 2 or not math.isfinite(ratio):
+        return SpeedRatio(ratio, math.nan, math.nan, (na, nb), resolution, confidence)
+    rng = np.random.default_rng(seed)  # the same report from the same folder
+    ratios = two_level_resamples(b, n_resamples, rng) / two_level_resamples(a, n_resamples, rng)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return SpeedRatio(ratio, float(low), float(high), (na, nb), resolution, confidence)
+
+
+def process_test(a: Nested, b: Nested) -> TestResult:
+    """Two-sided Mann-Whitney U on the per-process medians: as many samples as processes,
+    which is what a few processes can show (3 against 3 can never reach p < 0.05)."""
+    return mann_whitney(process_medians(a), process_medians(b))
+
+
+def aa_resolution(groups: Mapping[str, Nested]) -> float:
+    """The largest relative difference between the pooled medians of computations known to be
+    identical (`groups`: name -> its processes' windows): what the suite cannot tell apart.
+    NaN with fewer than two groups."""
+    medians = [m for m in (pooled_median(g) for g in groups.values()) if m > 0]
+    if len(medians) < 2:
+        return math.nan
+    return max(medians) / min(medians) - 1
