@@ -23,6 +23,9 @@ import numpy as np
 
 DATASETS = ("digits", "fashion-mnist", "mnist")
 
+# scikit-learn's digits and their split, stored beside this module (load_digits).
+DIGITS_FILE = Path(__file__).parent / "data" / "digits.npz"
+
 # Where Debian's dataset-fashion-mnist package installs the four gzipped IDX files.
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -81,15 +84,17 @@ class Dataset:
 
 def load_digits() -> Dataset:
     """scikit-learn's embedded 8x8 digits (1797 images, pixels 0..16), a fixed stratified
-    75/25 split so that every run and every machine sees the same test set."""
-    from sklearn.datasets import load_digits as sk_digits
-    from sklearn.model_selection import train_test_split
+    75/25 split so that every run and every machine sees the same test set.
 
-    bunch = sk_digits()
-    x = (bunch.data / 16.0).astype(np.float32)
-    y = bunch.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.25, stratify=y, random_state=0)
-    return Dataset("digits", x_tr, y_tr, x_te, y_te)
+    The images and the split are stored in harness/data/digits.npz, made once by
+    `sklearn.datasets.load_digits` and `train_test_split(test_size=0.25, stratify=y,
+    random_state=0)` (tests/test_datasets.py checks that they still agree): importing
+    scikit-learn costs two seconds, which every `mlpbench run` would pay."""
+    with np.load(DIGITS_FILE) as stored:
+        x = (stored["pixels"].astype(np.float64) / 16.0).astype(np.float32)
+        y = stored["target"].astype(np.int64)
+        train, test = stored["train"].astype(np.intp), stored["test"].astype(np.intp)
+    return Dataset("digits", x[train], y[train], x[test], y[test])
 
 
 def load_fashion_mnist(data_dir: str | Path | None = None) -> Dataset:

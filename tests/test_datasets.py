@@ -487,6 +487,22 @@ def test_digits_split():
     assert counts.min() >= 40 and counts.sum() == 450
 
 
+def test_stored_digits_are_scikit_learns_digits_and_split():
+    """harness/data/digits.npz stands in for scikit-learn at run time: it must be exactly what
+    `load_digits` and the stratified `train_test_split` give today."""
+    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = sk_digits()
+    x = (bunch.data / 16.0).astype(np.float32)
+    y = bunch.target.astype(np.int64)
+    expected = train_test_split(x, y, test_size=0.25, stratify=y, random_state=0)
+    ds = load_digits()
+    for got, want in zip((ds.x_train, ds.x_test, ds.y_train, ds.y_test), expected, strict=True):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
 def test_digits_deterministic():
     a, b = load_digits(), load_digits()
     for field in ("x_train", "y_train", "x_test", "y_test"):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.measure import environment, learning, timeline
+from harness.measure import environment, timeline
 from harness.results import scores, storage
 from harness.run.config import RunConfig
 from harness.run.record import Listener, RunRecord
@@ -136,6 +136,8 @@ class Recorder:
             self.manifest, self.manifest["runs"], steps, epochs, self.sources
         )
         if self.config.mode == "as-written":  # its statistics, which the report reads
+            from harness.measure import learning  # scipy: a second to import, as-written only
+
             self.manifest["learning"] = learning.learning(
                 summary, epochs, steps, self.config.ablate
             )
