@@ -31,6 +31,13 @@ REGISTRY: dict[str, str] = {
 
 REFERENCE = "numpy_scratch"
 
+# Variants that run the same computation and differ only in how the model is written: a built
+# Keras 3 `Sequential` delegates `call` to a `Functional` inside it, and the subclass stacks the
+# same layers. Any speed difference among them is the suite's noise: its A/A control.
+IDENTICAL: tuple[tuple[str, ...], ...] = (
+    ("keras_sequential", "keras_functional", "keras_subclass"),
+)
+
 # What the Variant protocol (variants/base.py) asks of a class, read from it so the two cannot
 # drift apart: its methods, and its class attributes (name, api_level).
 REQUIRED_METHODS = tuple(

@@ -17,9 +17,10 @@ MODES = ("controlled", "as-written")
 # What `--ablate` hands back to the harness in an as-written run, one at a time.
 ABLATIONS = ("initializer", "batch_order", "optimizer", "dtype")
 # Settings that may change between a suite and its `--resume` without changing any result.
-# (parity_tolerance follows the dtype, which must not change; the current one judges them all)
+# (parity_tolerance follows the dtype, which must not change; the current one judges them all;
+# aa_groups follows the variants, which must not change either, and is absent in older suites)
 RESUMABLE_CHANGES = (
-    "timeout", "jobs", "calibrate", "retry_noisy", "parity_tolerance", "overhead"
+    "timeout", "jobs", "calibrate", "retry_noisy", "parity_tolerance", "overhead", "aa_groups"
 )  # fmt: skip
 
 
@@ -68,6 +69,13 @@ class RunConfig:
     def path_of(self, variant: str) -> str:
         return dict(self.variant_paths)[variant]
 
+    @property
+    def aa_groups(self) -> list[list[str]]:
+        """The groups of variants known to compute the same thing (variants.IDENTICAL) that
+        this suite runs in full: their differences are its A/A control."""
+        chosen = set(self.variants)
+        return [list(g) for g in variants.IDENTICAL if chosen.issuperset(g)]
+
     def to_manifest(self) -> dict[str, Any]:
         return {
             "variants": list(self.variants),
@@ -100,6 +108,9 @@ class RunConfig:
             "parity_tolerance": self.parity_tolerance,
             # the epochs speed is not judged on (tracing, compilation): reports read it here
             "warmup_epochs": scores.WARMUP_EPOCHS,
+            # which variants are the same computation is a fact of the suite, not of today's
+            # code: reports measure the suite's speed resolution from these groups
+            "aa_groups": self.aa_groups,
         }
 
 
