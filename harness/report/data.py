@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -138,27 +138,94 @@ def _underused(epochs: pd.DataFrame) -> pd.Series:
     return epochs["underused"].eq(True)
 
 
-def throughput_by_label(data: ReportData) -> dict[str, np.ndarray]:
-    """Throughput samples per label from the epoch windows of ok runs that outside load did
-    not disturb (`noisy` in summary.csv), less the windows flagged underused; a run without
-    epoch rows contributes its summary's steady-state value instead, so no variant is left
-    out (a run whose every window was underused contributes nothing)."""
+def throughput_by_process(data: ReportData) -> dict[str, dict[object, np.ndarray]]:
+    """Throughput windows per label and process (seed): the epoch windows of ok runs that
+    outside load did not disturb (`noisy` in summary.csv), less the windows flagged underused;
+    a run without epoch rows contributes its summary's steady-state value as its one window,
+    so no variant is left out (a run whose every window was underused contributes nothing).
+    A process is the unit of replication of speed, its windows are sub-samples
+    (harness/measure/stats.py)."""
     quiet = data.ok[~data.ok["noisy"].eq(True)]
     keys = quiet[["label", "seed"]].drop_duplicates()
     epochs = data.epochs.merge(keys, on=["label", "seed"], how="inner")
     timed = _timed_windows(epochs, data.warmup_epochs)
     windows = throughput_samples(epochs, data.warmup_epochs)
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, dict[object, np.ndarray]] = {}
     for lab in data.labels:
         ok = quiet[quiet["label"] == lab]
         w = windows[windows["label"] == lab]
-        measured = timed[timed["label"] == lab]["seed"]
-        missing = ok[~ok["seed"].isin(measured)]["samples_per_second"]
-        values = np.concatenate([w["samples_per_second"].to_numpy(float), missing.to_numpy(float)])
-        values = stats.clean(values)
-        if values.size:
-            out[lab] = values
+        measured = set(timed[timed["label"] == lab]["seed"])
+        processes: dict[object, np.ndarray] = {}
+        for seed in ok["seed"].drop_duplicates():
+            if seed in measured:
+                values = w.loc[w["seed"] == seed, "samples_per_second"]
+            else:
+                values = ok.loc[ok["seed"] == seed, "samples_per_second"]
+            values = stats.clean(values.to_numpy(float))
+            if values.size:
+                processes[seed] = values
+        if processes:
+            out[lab] = processes
     return out
+
+
+def throughput_by_label(data: ReportData) -> dict[str, np.ndarray]:
+    """Every throughput window of a label, its processes pooled (`throughput_by_process`):
+    for spreads and figures; speed claims compare processes, not pooled windows."""
+    return {lab: np.concatenate(list(p.values())) for lab, p in throughput_by_process(data).items()}
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The suite's A/A control: the largest relative difference between the median
+    throughputs of variants known to compute the same thing (the manifest's `aa_groups`).
+    A speed difference within it is not resolved. NaN when no group ran with two variants
+    (or the folder predates `aa_groups`): then the interval alone decides."""
+
+    value: float
+    groups: tuple[tuple[str, ...], ...]  # the labels compared, per group
+    processes: tuple[int, ...]  # processes behind each compared label
+
+    @property
+    def measured(self) -> bool:
+        return math.isfinite(self.value)
+
+    def describe(self) -> str:
+        """'4.2 % (keras_sequential vs keras_functional vs keras_subclass, 3 processes each)'
+        or 'not measured (...)'."""
+        if not self.measured:
+            return (
+                "not measured (no variants known to compute the same thing ran together, "
+                "so a difference is judged by its interval alone)"
+            )
+        low, high = min(self.processes), max(self.processes)
+        each = f"{low}" if low == high else f"{low}-{high}"
+        groups = "; ".join(" vs ".join(g) for g in self.groups)
+        return f"{self.value * 100:.1f} % ({groups}, {each} processes each)"
+
+
+def resolution(data: ReportData) -> Resolution:
+    """The A/A resolution of the report: per set, the largest difference within any of the
+    groups its manifest records (`config.aa_groups`, compared under the set's labels); over
+    several sets, the largest: a combined report cannot resolve what one of its sets cannot."""
+    tput = throughput_by_process(data)
+    worst, groups, processes = math.nan, [], []
+    for s, set_name in zip(data.sets, _unique_set_names(data.sets), strict=True):
+        recorded = s.config.get("aa_groups") or []
+        in_set = data.summary[data.summary["set"] == set_name]
+        label_of = dict(zip(in_set["variant"], in_set["label"], strict=False))
+        for group in recorded if isinstance(recorded, list) else []:
+            if not isinstance(group, list):
+                continue
+            names = [v for v in group if isinstance(v, str)]  # a damaged manifest's, skipped
+            labels = [label_of[v] for v in names if v in label_of and label_of[v] in tput]
+            value = stats.aa_resolution({lab: tput[lab] for lab in labels})
+            if not math.isfinite(value):
+                continue
+            groups.append(tuple(labels))
+            processes += [len(tput[lab]) for lab in labels]
+            worst = value if not math.isfinite(worst) else max(worst, value)
+    return Resolution(worst, tuple(groups), tuple(processes))
 
 
 def noisy_runs(data: ReportData) -> pd.DataFrame:
@@ -183,11 +250,14 @@ def underused_windows(data: ReportData) -> pd.DataFrame:
     return flagged.assign(busiest=reference)[columns]
 
 
-def ladder(data: ReportData) -> pd.DataFrame:
+def ladder(data: ReportData, aa: Resolution | None = None) -> pd.DataFrame:
     """Each level's cost ladder: its rungs in order (the form tutorials teach first), their
-    median throughput, and each rung's speed-up over the rung below it as a ratio of medians
-    with a 95 % bootstrap interval over the epoch windows."""
-    samples = throughput_by_label(data)
+    median throughput, and each rung's speed-up over the rung below it: the ratio of pooled
+    medians with a 95 % two-level bootstrap interval (processes, then their windows), and
+    whether it is resolved: the whole interval beyond the suite's A/A resolution (`aa`,
+    measured from `data` when not given) and beyond 1."""
+    samples = throughput_by_process(data)
+    aa = aa or resolution(data)
     on_ladder = data.ok.dropna(subset=["level", "rung"]).drop_duplicates("label")
     rows = []
     for level, rungs in on_ladder.groupby("level", sort=False):
@@ -197,17 +267,34 @@ def ladder(data: ReportData) -> pd.DataFrame:
             if lab not in samples:
                 continue
             row = {"level": level, "rung": int(r["rung"]), "variant": lab,
-                   "samples/s (median)": float(np.median(samples[lab]))}  # fmt: skip
+                   "samples/s (median)": stats.pooled_median(samples[lab]),
+                   "processes": len(samples[lab])}  # fmt: skip
             if below is not None:
-                step = stats.ratio_of_medians(samples[below], samples[lab])
+                step = stats.speed_ratio(samples[below], samples[lab], aa.value)
                 row.update({"over": below, "speed-up": step.ratio, "95% CI":
-                            _range(step.low, step.high)})  # fmt: skip
+                            _range(step.low, step.high), "resolved": _resolved(step)})  # fmt: skip
             rows.append(row)
             below = lab
     return pd.DataFrame(rows, columns=LADDER_COLUMNS)
 
 
-LADDER_COLUMNS = ["level", "rung", "variant", "samples/s (median)", "over", "speed-up", "95% CI"]
+LADDER_COLUMNS = [
+    "level", "rung", "variant", "samples/s (median)", "processes", "over", "speed-up", "95% CI",
+    "resolved",
+]  # fmt: skip
+
+
+def _resolved(ratio: stats.SpeedRatio) -> str:
+    """'resolved', or 'not resolved' with why: too few processes for an interval, an interval
+    that holds 1, or one that holds a difference the A/A control measured between identical
+    computations."""
+    if ratio.resolved:
+        return "resolved"
+    if not math.isfinite(ratio.low):
+        return "not resolved (fewer than 2 processes)"
+    if ratio.low <= 1 <= ratio.high:
+        return "not resolved"
+    return "not resolved (within the A/A resolution)"
 
 
 def startup_breakdown(data: ReportData) -> pd.DataFrame:
@@ -322,6 +409,9 @@ class SweepData:
     points: tuple[tuple[int, ResultSet], ...]  # smallest batch first
     labels: tuple[str, ...]
     table: pd.DataFrame
+    # per batch size: each label's windows per process, and the folder's A/A resolution
+    processes: dict[int, dict[str, dict[object, np.ndarray]]] = field(default_factory=dict)
+    resolutions: dict[int, Resolution] = field(default_factory=dict)
 
     @property
     def batch_sizes(self) -> list[int]:
@@ -357,12 +447,15 @@ def sweep_data(folder: SweepFolder, points: Sequence[tuple[int, ResultSet]]) -> 
     points = tuple(sorted(points, key=lambda p: p[0]))
     labels: list[str] = []
     rows = []
+    processes, resolutions = {}, {}
     for size, result_set in points:
         data = combine([result_set])
         labels += [lab for lab in data.labels if lab not in labels]
         roof = roofline_samples_per_second(result_set.manifest)
-        for lab, samples in throughput_by_label(data).items():
-            s = stats.spread(samples)
+        processes[size] = throughput_by_process(data)
+        resolutions[size] = resolution(data)
+        for lab, nested in processes[size].items():
+            s = stats.spread(np.concatenate(list(nested.values())))
             rows.append(
                 {
                     "label": lab,
@@ -378,7 +471,14 @@ def sweep_data(folder: SweepFolder, points: Sequence[tuple[int, ResultSet]]) -> 
                 }
             )
     table = pd.DataFrame(rows, columns=SWEEP_COLUMNS)
-    return SweepData(folder=folder, points=points, labels=tuple(labels), table=table)
+    return SweepData(
+        folder=folder,
+        points=points,
+        labels=tuple(labels),
+        table=table,
+        processes=processes,
+        resolutions=resolutions,
+    )
 
 
 def _first(column: pd.Series) -> object:

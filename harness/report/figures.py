@@ -471,8 +471,9 @@ def cost_ladder(data: ReportData, palette: Palette, out: Path) -> Path | None:
             ax.scatter(_jitter(values.size, i), values, s=12, color=palette[r.variant])
             ax.hlines(np.median(values), i - 0.3, i + 0.3, color=palette[r.variant], lw=2.5)
             if i:
+                resolved = rungs["resolved"].iloc[i] == "resolved"
                 ax.annotate(
-                    f"{rungs['speed-up'].iloc[i]:.2f}×",
+                    f"{rungs['speed-up'].iloc[i]:.2f}×" + ("" if resolved else " (n.r.)"),
                     (i, np.median(values)), xytext=(0, 9), textcoords="offset points",
                     ha="center", fontsize=8, weight="bold",
                 )  # fmt: skip
@@ -482,7 +483,9 @@ def cost_ladder(data: ReportData, palette: Palette, out: Path) -> Path | None:
         ax.set_xlim(-0.6, len(rungs) - 0.4)
         ax.set(title=level, ylabel="training samples per second")
     _note(
-        fig, "dots: one epoch window each; bar: median; label: speed-up over the rung to its left"
+        fig,
+        "dots: one epoch window each; bar: median; label: speed-up over the rung to its left "
+        "(n.r.: not resolved over processes and the A/A resolution)",
     )
     return _save(fig, out / "cost_ladder.png")
 

@@ -15,7 +15,14 @@ from typing import Any
 
 import pandas as pd
 
-from harness.report.data import ReportData, SweepData, format_number, ladder, variant_table
+from harness.report.data import (
+    ReportData,
+    SweepData,
+    format_number,
+    ladder,
+    resolution,
+    variant_table,
+)
 from harness.report.verdict import Finding
 from harness.results.storage import STATUSES
 
@@ -70,6 +77,7 @@ def page(
     `sections` (HTML, escaped already, e.g. `sweep_section`) go between the verdict and the
     figures of `data`."""
     names = ", ".join(s.name for s in data.sets)
+    aa = _resolution_line(data)
     body = [
         f'<p class="sub">{escape(subtitle or _subtitle(data))}</p>',
         '<h2 id="verdict">Verdict</h2>',
@@ -79,10 +87,11 @@ def page(
         "<p>Only finished runs are drawn; failed runs are listed in the tables below. "
         "Each variant keeps its colour in every figure.</p>",
         *(_figure(h, c, p) for h, c, p in figures),
-        *_ladder_section(data),
+        *_ladder_section(data, aa),
         '<h2 id="variants">Per variant</h2>',
         "<p>Means with the half-width of the 95 % t-interval over seeds; medians and "
         "interquartile ranges over the steady-state epoch windows.</p>",
+        aa,
         table(formatted(variant_table(data)), "variants"),
         '<h2 id="runs">Every run (summary.csv)</h2>',
         "<p>One row per variant and seed, every column of summary.csv; runs that did not "
@@ -113,7 +122,16 @@ def scaling_section(text: str, png: Path) -> str:
     )
 
 
-def _ladder_section(data: ReportData) -> list[str]:
+def _resolution_line(data: ReportData) -> str:
+    """The suite's A/A resolution, shown beside every speed table."""
+    return (
+        f'<p class="resolution"><b>A/A resolution:</b> {escape(resolution(data).describe())}. '
+        "A speed difference whose interval holds 1 or a difference within it is not "
+        "resolved.</p>"
+    )
+
+
+def _ladder_section(data: ReportData, aa: str) -> list[str]:
     rungs = ladder(data)
     if rungs.empty:
         return []
@@ -121,8 +139,10 @@ def _ladder_section(data: ReportData) -> list[str]:
         '<h2 id="ladder">Cost ladder</h2>',
         "<p>Per level, its rungs from the form tutorials teach to the fastest it allows; "
         "speed-up: the median throughput over the rung above it in the table, with a 95 % "
-        "bootstrap interval over epoch windows. Runs flagged noisy and windows flagged "
-        "underused are left out.</p>",
+        "two-level bootstrap interval (processes, then each process' epoch windows: a process "
+        "is the unit of replication); resolved: the whole interval lies beyond 1 and beyond "
+        "the A/A resolution. Runs flagged noisy and windows flagged underused are left out.</p>",
+        aa,
         table(formatted(rungs), "ladder"),
     ]
 
@@ -144,6 +164,9 @@ def sweep_section(
         *(_figure(h, c, p) for h, c, p in figures),
         "<h3>Training samples per second (median) per batch size</h3>",
         table(formatted(_sweep_throughput_frame(sweep)), "sweep-throughput"),
+        '<p class="resolution"><b>A/A resolution</b> per batch size: '
+        + escape("; ".join(f"{b}: {r.describe()}" for b, r in sweep.resolutions.items()))
+        + ".</p>",
     ]
     if sweep.table["fraction"].notna().any():
         parts += [

@@ -7,7 +7,7 @@ Sentences are plain text; the page escapes them."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -21,8 +21,9 @@ from harness.report.data import (
     ladder,
     noisy_runs,
     parity_was_run,
+    resolution,
     startup_breakdown,
-    throughput_by_label,
+    throughput_by_process,
     underused_windows,
 )
 from harness.report.learning import as_written
@@ -148,8 +149,11 @@ def _cores(values: pd.Series) -> str:
 
 
 def _ladder(data: ReportData) -> Finding | None:
-    """Per level: its fastest form, and what each convenience below it costs."""
-    table = ladder(data)
+    """Per level: its fastest form, and what each convenience below it costs; a step whose
+    interval holds 1 or a difference within the A/A resolution is said to be not resolved."""
+    aa = resolution(data)
+    table = ladder(data, aa)
+    samples = throughput_by_process(data)
     sentences = []
     for level, rungs in table.groupby("level", sort=False):
         if len(rungs) < 2:
@@ -157,15 +161,25 @@ def _ladder(data: ReportData) -> Finding | None:
         fastest = rungs.loc[rungs["samples/s (median)"].idxmax()]
         base = rungs.iloc[0]
         steps = ", ".join(
-            f"{r['variant']} {r['speed-up']:.2f}× ({r['95% CI']})"
+            f"{r['variant']} {r['speed-up']:.2f}× ({r['95% CI'] or 'no interval'}"
+            + ("" if r["resolved"] == "resolved" else f"; {r['resolved']}")
+            + ")"
             for _, r in rungs.iloc[1:].iterrows()
         )
-        sentences.append(
-            f"{level}: fastest as {fastest['variant']} at "
-            f"{format_number(fastest['samples/s (median)'])} samples/s, "
-            f"{fastest['samples/s (median)'] / base['samples/s (median)']:.2f}× its tutorial "
-            f"form {base['variant']}; rung by rung: {steps}"
-        )
+        if fastest["variant"] == base["variant"]:
+            head = f"{level}: no rung is faster than its tutorial form {base['variant']}"
+        else:
+            whole = stats.speed_ratio(
+                samples[base["variant"]], samples[fastest["variant"]], aa.value
+            )
+            head = (
+                f"{level}: fastest as {fastest['variant']} at "
+                f"{format_number(fastest['samples/s (median)'])} samples/s, "
+                + _ratio_text(whole, "its tutorial form " + str(base["variant"]))
+            )
+            if not whole.resolved:
+                head += f", not resolved ({_why_not(whole)})"
+        sentences.append(f"{head}; rung by rung: {steps}")
     if not sentences:
         return None
     return Finding("Cost ladder", "; ".join(sentences) + ".")
@@ -275,30 +289,76 @@ def _accuracy(data: ReportData) -> Finding | None:
 
 
 def _speed(data: ReportData) -> Finding | None:
-    samples = throughput_by_label(data)
+    """Fastest against the next, and against the slowest, each judged over processes (a
+    two-level bootstrap interval) and against the suite's A/A resolution: a difference the
+    interval or the resolution cannot tell from none is "not resolved", never a ranking."""
+    samples = throughput_by_process(data)
     if not samples:
         return None
-    ranked = sorted(samples, key=lambda lab: -float(np.median(samples[lab])))
+    aa = resolution(data)
+    med = {lab: stats.pooled_median(p) for lab, p in samples.items()}
+    ranked = sorted(samples, key=lambda lab: -med[lab])
     best = ranked[0]
-    med = {lab: float(np.median(samples[lab])) for lab in ranked}
+    control = f"A/A resolution {aa.describe()}"
     if len(ranked) == 1:
         return Finding(
             "Speed",
             f"{best}, the only variant with a throughput, trains "
-            f"{format_number(med[best])} samples/s (median).",
+            f"{format_number(med[best])} samples/s (median of {_processes(samples[best])}); "
+            f"{control}.",
         )
-    text = f"{best} is fastest at {format_number(med[best])} samples/s (median)"
     second, slowest = ranked[1], ranked[-1]
-    shift = stats.compare_samples(samples[second], samples[best])
-    if shift.test.possible:
-        sig = "significant" if shift.test.significant() else "not significant"
-        test = f"{shift.test.test} p = {shift.test.p_value:.2g}, {sig}"
+    step = stats.speed_ratio(samples[second], samples[best], aa.value)
+    test = stats.process_test(samples[second], samples[best])
+    shown = f"{test.test} on per-process medians p = {test.p_value:.2g}" if test.possible else (
+        f"no test on per-process medians possible: {test.reason}"
+    )  # fmt: skip
+    if step.resolved:
+        text = (
+            f"{best} is fastest at {format_number(med[best])} samples/s (median), "
+            f"{_ratio_text(step, f'the next, {second}')}"
+        )
     else:
-        test = f"no test possible: {shift.test.reason}"
-    text += f", {med[best] / med[second]:.2f}× the next, {second} ({test})"
+        text = (
+            f"{best} and {second} are not resolved: {format_number(med[best])} against "
+            f"{format_number(med[second])} samples/s (median), {_ratio_text(step)}, "
+            f"{_why_not(step)}; neither is ranked above the other"
+        )
+    text += f" ({shown}; {_sides(step, second, best)})"
     if slowest != second:
-        text += f", and {med[best] / med[slowest]:.1f}× the slowest, {slowest}"
-    return Finding("Speed", text + ".")
+        far = stats.speed_ratio(samples[slowest], samples[best], aa.value)
+        text += f"; {best} is {_ratio_text(far, f'the slowest, {slowest}')}"
+        if not far.resolved:
+            text += f", not resolved either ({_why_not(far)})"
+    return Finding("Speed", f"{text}. {control}: a smaller difference is not resolved.")
+
+
+def _ratio_text(r: stats.SpeedRatio, what: str = "") -> str:
+    """'1.14× the next, X (95 % interval 1.09-1.19)', or without the interval when a side has
+    too few processes for one."""
+    text = f"{r.ratio:.2f}×" + (f" {what}" if what else "")
+    if not math.isfinite(r.low):
+        return text
+    return f"{text} (95 % interval {r.low:.2f}-{r.high:.2f})"
+
+
+def _why_not(r: stats.SpeedRatio) -> str:
+    if not math.isfinite(r.low):
+        return "fewer than 2 processes on a side give no interval"
+    if r.low <= 1 <= r.high:
+        return "the interval holds 1"
+    return f"within the suite's A/A resolution of {r.resolution * 100:.1f} %"
+
+
+def _sides(r: stats.SpeedRatio, a: str, b: str) -> str:
+    na, nb = r.processes
+    if na == nb:
+        return f"{na} processes each"
+    return f"{nb} processes of {b}, {na} of {a}"
+
+
+def _processes(nested: Mapping[object, object]) -> str:
+    return f"{len(nested)} process{'es' if len(nested) != 1 else ''}"
 
 
 def _first_step(data: ReportData) -> Finding | None:
@@ -382,18 +442,39 @@ def _ends(sweep: SweepData, column: str) -> tuple[int, int, pd.DataFrame]:
     return small, large, wide[list(dict.fromkeys((small, large)))].dropna()
 
 
+def _sweep_resolution(sweep: SweepData, *sizes: int) -> float:
+    """The largest A/A resolution of the batch sizes' folders (NaN if none measured one)."""
+    values = [r.value for size in sizes if (r := sweep.resolutions.get(size)) and r.measured]
+    return max(values, default=math.nan)
+
+
+def _sweep_ratio(sweep: SweepData, a: tuple[str, int], b: tuple[str, int]) -> stats.SpeedRatio:
+    """(label, batch size) B's throughput over A's, over processes, at the resolution of
+    the folders they come from."""
+    (la, sa), (lb, sb) = a, b
+    return stats.speed_ratio(
+        sweep.processes.get(sa, {}).get(la, {}),
+        sweep.processes.get(sb, {}).get(lb, {}),
+        _sweep_resolution(sweep, sa, sb),
+    )
+
+
 def _sweep_gain(sweep: SweepData) -> Finding | None:
     small, large, both = _ends(sweep, "median")
     if small == large or both.empty:
         return None
     gain = (both[large] / both[small]).sort_values(ascending=False)
     slope = np.log(gain) / math.log(large / small)
+    ratios = {lab: _sweep_ratio(sweep, (lab, small), (lab, large)) for lab in gain.index}
     text = (
         f"From batch {small} to {large} ({large / small:.3g}× the samples per step), "
-        f"{gain.index[0]} gains most ({gain.iloc[0]:.3g}× the samples/s)"
+        f"{gain.index[0]} gains most ({_ratio_text(ratios[gain.index[0]], 'the samples/s')})"
     )
     if len(gain) > 1:
-        text += f" and {gain.index[-1]} least ({gain.iloc[-1]:.3g}×)"
+        text += f" and {gain.index[-1]} least ({_ratio_text(ratios[gain.index[-1]])})"
+    unresolved = [lab for lab, r in ratios.items() if not r.resolved]
+    if unresolved:
+        text += f"; not resolved from no change: {', '.join(unresolved)}"
     bound = slope[slope >= OVERHEAD_SLOPE]
     if len(bound):
         listed = ", ".join(f"{lab} ({v:.2f})" for lab, v in bound.items())
@@ -408,22 +489,37 @@ def _sweep_gain(sweep: SweepData) -> Finding | None:
 
 
 def _sweep_gap(sweep: SweepData) -> Finding | None:
+    """At each end of the sweep, the fastest against the next (a ranking only when resolved)
+    and against the slowest; whether the gap changed only when the two intervals do not
+    overlap."""
     small, large, both = _ends(sweep, "median")
     if len(both) < 2:
         return None
-    parts, ratios = [], []
+    parts, gaps = [], []
     for size in dict.fromkeys((small, large)):
         ranked = both[size].sort_values(ascending=False)
-        ratios.append(ranked.iloc[0] / ranked.iloc[-1])
-        parts.append(
-            f"at batch {size}, {ranked.index[0]} is fastest, {ratios[-1]:.3g}× the slowest "
-            f"({ranked.index[-1]})"
-        )
+        best, second, slowest = ranked.index[0], ranked.index[1], ranked.index[-1]
+        top = _sweep_ratio(sweep, (second, size), (best, size))
+        gap = _sweep_ratio(sweep, (slowest, size), (best, size))
+        gaps.append(gap)
+        slower = _ratio_text(gap, f"the slowest, {slowest}")
+        if top.resolved:
+            part = f"at batch {size}, {best} is fastest, {slower}"
+        else:
+            part = (
+                f"at batch {size}, {best} and {second} are not resolved at the top "
+                f"({_why_not(top)}); {best} is {slower}"
+            )
+        parts.append(part + ("" if gap.resolved else f", not resolved ({_why_not(gap)})"))
     text = "; ".join(parts)
-    if len(ratios) == 2 and ratios[1] < ratios[0]:
-        text += ": larger batches shrink the gap that the per-step overhead opens"
-    elif len(ratios) == 2:
-        text += ": larger batches do not shrink the gap"
+    if len(gaps) == 2:
+        first, last = gaps
+        if math.isfinite(first.low) and math.isfinite(last.low) and last.high < first.low:
+            text += ": larger batches shrink the gap that the per-step overhead opens"
+        elif math.isfinite(first.low) and math.isfinite(last.low) and last.low > first.high:
+            text += ": larger batches widen the gap"
+        else:
+            text += ": whether larger batches change the gap is not resolved (intervals overlap)"
     return Finding("Fastest and slowest", text[0].upper() + text[1:] + ".")
 
 
