@@ -154,11 +154,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "compare",
         help="compare two result sets, fail on a significant slowdown",
-        description="Per variant, B against A: throughput (Mann-Whitney U over the epoch "
-        "windows of all seeds, ratio of medians), accuracy and first-step time. Exits 1 when "
-        "a variant got slower than the threshold with significance, or has no finished run "
-        "in B; 2 on bad input, and when no variant could be compared (none shared, or none "
-        "with undisturbed runs in both).",
+        description="Per variant, B against A: throughput (ratio of medians with a two-level "
+        "bootstrap interval over seeds and their epoch windows, Mann-Whitney U on per-seed "
+        "medians), accuracy and first-step time. Exits 1 when a variant got slower: the "
+        "whole interval below 1 - threshold and beyond the folders' A/A resolution; or has "
+        "no finished run in B; 2 on bad input, and when no variant could be compared (none "
+        "shared, or none with undisturbed runs in both).",
     )
     p.add_argument("a", type=path_argument, help="baseline results folder")
     p.add_argument("b", type=path_argument, help="results folder to compare with the baseline")
@@ -172,7 +173,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--alpha",
         type=probability,
         default=0.05,
-        help="significance level (default 0.05)",
+        help="1 - the confidence of the throughput interval (default 0.05: 95 %%)",
     )
     p.add_argument("--html", type=path_argument, metavar="FILE", help="also write an HTML page")
 

@@ -1,9 +1,23 @@
 """`mlpbench compare A B`: per variant, how B differs from the baseline A.
 
-Throughput is compared over its repeats, never as one pair of numbers: the steady-state epoch
-windows of every seed of A against those of B, a two-sided Mann-Whitney U test and the ratio
-of medians. A variant regressed when B is slower than A by more than the threshold AND the
-test is significant; that is what makes the command exit non-zero in CI.
+Throughput is compared over processes, the level where speed varies, never as one pair of
+numbers nor as pooled windows: B/A is the ratio of the pooled medians of the steady-state
+epoch windows, with a two-level bootstrap interval (seeds, then their windows) at confidence
+1 - alpha, and r is the larger A/A resolution of the two folders (the largest difference each
+measured between variants known to compute the same thing; 0 when neither recorded one, so
+the interval alone decides). Per variant, with threshold t and the interval [low, high]:
+
+- slower: high < 1 - t and high < 1 / (1 + r): even the interval's most favourable end is a
+  slowdown beyond the threshold and beyond what the suite can tell from noise. This alone, or
+  no finished run in B, makes the command exit 1 in CI.
+- faster: low > 1 + t and low > 1 + r.
+- within threshold: the interval lies beyond 1 and the resolution, so a change is resolved, but
+  it does not lie wholly beyond the threshold.
+- not resolved: the interval holds 1 or a change within the resolution (or a side has fewer
+  than 2 processes, which gives no interval): no change is shown, which is no proof of none.
+
+The two-sided Mann-Whitney U test on per-process medians is shown beside it (p); with 3 seeds
+against 3 it can never go below 0.1, which is why the interval, not p, decides.
 """
 
 from __future__ import annotations
@@ -18,7 +32,13 @@ import numpy as np
 import pandas as pd
 
 from harness.measure import stats
-from harness.report.data import ReportData, combine, format_number, throughput_by_label
+from harness.report.data import (
+    ReportData,
+    combine,
+    format_number,
+    resolution,
+    throughput_by_process,
+)
 from harness.results.reader import ResultsError, ResultSet, read_results
 
 # Environment keys worth pointing out when they differ: what a comparison is usually about.
@@ -29,17 +49,31 @@ CONFIG_DEFAULTS = {"dtype": "float32"}  # not stored in the manifest when it is 
 
 
 @dataclass(frozen=True)
+class Throughput:
+    """B's throughput against A's, over processes (seeds)."""
+
+    a: stats.Spread  # A's windows, every seed's pooled
+    b: stats.Spread
+    speed: stats.SpeedRatio  # B over A, with its two-level interval and the resolution
+    test: stats.TestResult  # Mann-Whitney U on per-process medians
+
+    @property
+    def ratio(self) -> float:
+        return self.speed.ratio
+
+
+@dataclass(frozen=True)
 class VariantChange:
     variant: str
     runs_a: str  # "ok/total", or "" when the variant is absent
     runs_b: str
-    throughput: stats.ShiftResult
+    throughput: Throughput
     accuracy_a: stats.MeanCI
     accuracy_b: stats.MeanCI
     first_step: stats.ShiftResult
-    verdict: (
-        str  # slower | faster | unchanged | only in A | only in B | none finished in B | no data
-    )
+    # slower | faster | within threshold | not resolved | only in A | only in B
+    # | none finished in B | no data
+    verdict: str
 
     @property
     def regressed(self) -> bool:
@@ -55,6 +89,7 @@ class Comparison:
     alpha: float
     changes: tuple[VariantChange, ...]
     notes: tuple[str, ...]  # what differs between the two sets besides the variants
+    resolution: float = math.nan  # the larger A/A resolution of A and B; NaN: neither measured
 
     @property
     def regressions(self) -> list[VariantChange]:
@@ -70,11 +105,13 @@ def compare(
 ) -> Comparison:
     # Each set on its own, so labels are the plain variant names of that set.
     da, db = combine([a]), combine([b])
-    ta, tb = throughput_by_label(da), throughput_by_label(db)
+    ta, tb = throughput_by_process(da), throughput_by_process(db)
+    measured = [r.value for r in (resolution(da), resolution(db)) if r.measured]
+    aa = max(measured, default=math.nan)
     variants = list(da.labels) + [v for v in db.labels if v not in da.labels]
     changes = []
     for v in variants:
-        shift = stats.compare_samples(ta.get(v, []), tb.get(v, []))
+        shift = _throughput(ta.get(v, {}), tb.get(v, {}), aa, 1 - alpha)
         changes.append(
             VariantChange(
                 variant=v,
@@ -86,17 +123,30 @@ def compare(
                 first_step=stats.compare_samples(
                     _ok(da, v, "first_step_seconds"), _ok(db, v, "first_step_seconds")
                 ),
-                verdict=_verdict(v, da, db, shift, threshold, alpha),
+                verdict=_verdict(v, da, db, shift, threshold),
             )
         )
     if not any(c.verdict in JUDGED for c in changes):
         raise ResultsError(_nothing_compared(a, b, changes))
-    return Comparison(a, b, threshold, alpha, tuple(changes), tuple(_notes(a, b)))
+    notes = tuple(_notes(a, b))
+    return Comparison(a, b, threshold, alpha, tuple(changes), notes, aa)
+
+
+def _throughput(a: stats.Nested, b: stats.Nested, aa: float, confidence: float) -> Throughput:
+    def pooled(nested: stats.Nested) -> stats.Spread:
+        return stats.spread([w for windows in nested.values() for w in windows])
+
+    return Throughput(
+        a=pooled(a),
+        b=pooled(b),
+        speed=stats.speed_ratio(a, b, aa, confidence=confidence),
+        test=stats.process_test(a, b),
+    )
 
 
 # The verdicts a comparison was made for; a gate that judged none of its variants has not
 # shown that nothing is slower.
-JUDGED = ("slower", "faster", "unchanged", "none finished in B")
+JUDGED = ("slower", "faster", "within threshold", "not resolved", "none finished in B")
 
 
 def _nothing_compared(a: ResultSet, b: ResultSet, changes: list[VariantChange]) -> str:
@@ -124,9 +174,8 @@ def _verdict(
     variant: str,
     da: ReportData,
     db: ReportData,
-    shift: stats.ShiftResult,
+    shift: Throughput,
     threshold: float,
-    alpha: float,
 ) -> str:
     if variant not in db.labels:
         return "only in A"
@@ -139,11 +188,14 @@ def _verdict(
         return "none finished in B"
     if not math.isfinite(shift.ratio):
         return "no data"
-    if shift.test.significant(alpha) and shift.ratio < 1 - threshold:
+    speed = shift.speed  # its interval at confidence 1 - alpha, its resolution the suites'
+    if not speed.resolved:
+        return "not resolved"
+    if speed.high < 1 - threshold:
         return "slower"
-    if shift.test.significant(alpha) and shift.ratio > 1 + threshold:
+    if speed.low > 1 + threshold:
         return "faster"
-    return "unchanged"
+    return "within threshold"
 
 
 def _notes(a: ResultSet, b: ResultSet) -> list[str]:
@@ -170,16 +222,19 @@ def _notes(a: ResultSet, b: ResultSet) -> list[str]:
 def changes_frame(result: Comparison) -> pd.DataFrame:
     """The comparison as text cells, shared by the terminal table and the HTML page."""
     rows = []
+    interval = f"{_percent(1 - result.alpha)} interval"
     for c in result.changes:
         t, f = c.throughput, c.first_step
         rows.append(
             {
                 "variant": c.variant,
                 "runs A | B": f"{c.runs_a or '–'} | {c.runs_b or '–'}",
+                "processes A | B": "{} | {}".format(*t.speed.processes),
                 "A samples/s": format_number(t.a.median),
                 "B samples/s": format_number(t.b.median),
                 "B/A": _ratio(t.ratio),
-                "p": _p(t.test),
+                interval: _interval(t.speed),
+                "p (per process)": _p(t.test),
                 "accuracy A → B": _accuracy(c.accuracy_a, c.accuracy_b),
                 "first step A → B": _first_step(f),
                 "verdict": c.verdict,
@@ -190,6 +245,24 @@ def changes_frame(result: Comparison) -> pd.DataFrame:
 
 def _ratio(r: float) -> str:
     return f"{r:.2f}×" if math.isfinite(r) else ""
+
+
+def _interval(r: stats.SpeedRatio) -> str:
+    return f"{r.low:.2f} – {r.high:.2f}" if math.isfinite(r.low) else ""
+
+
+def _percent(x: float) -> str:
+    """0.05 -> '5%', 0.125 -> '12.5%', 0.95 -> '95%'."""
+    return f"{x:.0%}" if round(x * 100, 6) % 1 == 0 else f"{x:.1%}"
+
+
+def resolution_text(result: Comparison) -> str:
+    if not math.isfinite(result.resolution):
+        return "A/A resolution: not measured in A or B (the interval alone decides)"
+    return (
+        f"A/A resolution: {result.resolution * 100:.1f} % (the larger of A's and B's: the "
+        "largest difference each measured between variants known to compute the same thing)"
+    )
 
 
 def _p(test: stats.TestResult) -> str:
@@ -209,21 +282,19 @@ def _first_step(f: stats.ShiftResult) -> str:
 
 
 def _headline(result: Comparison) -> str:
-    pct = (
-        f"{result.threshold:.0%}" if result.threshold * 100 % 1 == 0 else f"{result.threshold:.1%}"
-    )
+    pct, confidence = _percent(result.threshold), _percent(1 - result.alpha)
     lost = [c.variant for c in result.regressions if c.verdict != "slower"]
     slower = [c.variant for c in result.regressions if c.verdict == "slower"]
     parts = []
     if slower:
         parts.append(
-            f"{len(slower)} variant(s) slower by more than {pct} with p < {result.alpha:g}: "
+            f"{len(slower)} variant(s) slower by more than {pct} at {confidence} confidence: "
             + ", ".join(slower)
         )
     if lost:
         parts.append(f"{len(lost)} variant(s) with no finished run in B: {', '.join(lost)}")
     if not parts:
-        parts.append(f"no variant is slower by more than {pct} with p < {result.alpha:g}")
+        parts.append(f"no variant is slower by more than {pct} at {confidence} confidence")
     if unjudged := [c.variant for c in result.changes if c.verdict == "no data"]:
         parts.append(f"not compared, no quiet finished run in A or B: {', '.join(unjudged)}")
     return "; ".join(parts)
@@ -233,7 +304,8 @@ STYLES = {
     "slower": "bold red",
     "none finished in B": "bold red",
     "faster": "bold green",
-    "unchanged": "",
+    "within threshold": "",
+    "not resolved": "",
     "no data": "yellow",
 }
 
@@ -247,8 +319,9 @@ def print_table(result: Comparison) -> None:
     frame = changes_frame(result)
     table = Table(
         title=f"{rich_escape(result.a.name)} (A) → {rich_escape(result.b.name)} (B)",
-        caption="samples/s: median over the steady-state epoch windows of all seeds; p: "
-        "two-sided Mann-Whitney U on those windows; accuracy: mean over seeds",
+        caption="samples/s: median over the steady-state epoch windows of all seeds; interval: "
+        "two-level bootstrap of B/A (seeds, then their windows); p: two-sided Mann-Whitney U "
+        "on per-seed medians; accuracy: mean over seeds",
     )
     for i, column in enumerate(frame.columns):
         table.add_column(column, justify="left" if i == 0 else "right", overflow="fold")
@@ -261,6 +334,7 @@ def print_table(result: Comparison) -> None:
     console.print(table)
     for note in result.notes:
         console.print(f"note: {rich_escape(note)}")
+    console.print(rich_escape(resolution_text(result)))
     colour = "red" if result.regressions else "green"
     console.print(f"[{colour}]{rich_escape(_headline(result))}[/{colour}]")
 
@@ -273,10 +347,15 @@ def write_html(result: Comparison, path: Path) -> Path:
         f"{escape(str(result.b.path))}</p>",
         f'<ul class="verdict"><li>{escape(_headline(result))}</li>',
         *(f"<li>{escape(n)}</li>" for n in result.notes),
+        f"<li>{escape(resolution_text(result))}</li>",
         "</ul>",
         html.table(changes_frame(result), "compare", bad=("slower",)),
-        "<p>B/A is the ratio of median samples/s (below 1: B is slower); p comes from a "
-        "two-sided Mann-Whitney U test over the steady-state epoch windows of all seeds.</p>",
+        "<p>B/A is the ratio of median samples/s over the steady-state epoch windows of all "
+        "seeds (below 1: B is slower); its interval comes from a two-level bootstrap (seeds, "
+        "then each seed's windows), since a seed's windows share its process' state. slower: "
+        "the whole interval lies below 1 - threshold and beyond the A/A resolution; not "
+        "resolved: it holds 1 or a difference within the resolution. p comes from a two-sided "
+        "Mann-Whitney U test on per-seed medians.</p>",
         "<h2>Commands</h2>",
         f"<pre>{escape(str(result.a.manifest.get('command', '')))}</pre>",
         f"<pre>{escape(str(result.b.manifest.get('command', '')))}</pre>",
