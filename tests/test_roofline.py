@@ -21,7 +21,7 @@ from harness.measure.calibrate import (
     numpy_gemm_step,
     tensorflow_gemm_step,
 )
-from harness.measure.roofline import flops_per_sample, gemm_shapes, roofline_fraction
+from harness.measure.roofline import flops_per_sample, gemm_fraction, gemm_shapes
 from variants.base import ModelSpec
 
 TINY = ModelSpec(input_size=3, hidden=(4,), num_classes=2)
@@ -52,10 +52,10 @@ def test_gemm_shapes_are_the_steps_products():
     assert total == 5 * flops_per_sample(TINY)
 
 
-def test_roofline_fraction_arithmetic():
+def test_gemm_fraction_arithmetic():
     # 1000 samples/s x 1e6 FLOPs = 1 GFLOP/s, against a 10 GFLOP/s peak.
-    assert roofline_fraction(1000.0, 1_000_000, 10.0) == pytest.approx(0.1)
-    assert roofline_fraction(0.0, 1_000_000, 10.0) == 0.0
+    assert gemm_fraction(1000.0, 1_000_000, 10.0) == pytest.approx(0.1)
+    assert gemm_fraction(0.0, 1_000_000, 10.0) == 0.0
 
 
 def test_calibrate_returns_positive_finite_throughputs():

@@ -151,7 +151,9 @@ def test_good_suite_fills_the_roofline_columns(good_suite):
         pytest.fail(f"calibration failed: {calibration['error']}")
     summary = pd.read_csv(out / "summary.csv")
     assert (summary["flops_per_sample"] > 0).all()
-    assert (summary["roofline_fraction"] > 0).all()
+    assert (summary["gemm_fraction"] > 0).all()
+    assert (summary["floor_fraction"] > 0).all()
+    assert (summary["floor_fraction"] > summary["gemm_fraction"]).all()  # a higher floor
 
 
 def test_good_suite_measures_the_harness_overhead(good_suite):

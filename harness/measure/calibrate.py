@@ -1,12 +1,14 @@
 """The roofline's calibration: the machine's GEMM throughput at the task's layer shapes, timed
-as each framework runs one training step's matrix products best (NumPy, TensorFlow, XLA).
+as each framework runs one training step's matrix products best (NumPy, TensorFlow, XLA), and
+its memory bandwidth, STREAM-style (timed in the NumPy part).
 
     python -m harness.measure.calibrate --input-size 784 --hidden 512,256 --batch-size 128 \
-        [--dtype float64] [--backends numpy]
+        [--dtype float64] [--optimizer adam] [--backends numpy]
 
 prints the calibration as JSON on stdout. The runner runs it once per backend, each in a
-process of its own, and merges the parts with `combine`; the FLOP model the result is read
-against (`flops_per_sample`, `roofline_fraction`) is harness/measure/roofline.py.
+process of its own, and merges the parts with `combine`; the FLOP and byte models the result is
+read against (`flops_per_sample`, `step_bytes`, `gemm_fraction`, `floor_fraction`) are
+harness/measure/roofline.py.
 The products are in the spec's dtype, as the suite's variants train (float32 by default), and
 the result says which (`dtype`): a float64 roofline is not comparable with a float32 one.
 
@@ -24,12 +26,14 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.measure.roofline import flops_per_sample, gemm_shapes
+from harness.measure.roofline import OPTIMIZER_ARRAYS, flops_per_sample, gemm_shapes, step_bytes
 from variants.base import DTYPES, ModelSpec
 
 # Each framework as it runs the chain best: NumPy into preallocated outputs, TensorFlow traced
@@ -146,6 +150,82 @@ def _warm_up(step: Callable[[], object], seconds: float, min_calls: int = 3) -> 
     return min(times[1:])
 
 
+# Both arrays together 4x the last-level cache, so that no pass is served from it (STREAM asks
+# 4x per array; half that here because first touching the pages is the slow part: 128 MiB took
+# 0.56 s to fault in on this 2-core VM, and the calibration runs in every suite). The bounds
+# keep the measurement short and its memory modest where the cache size is unknown or huge.
+CACHE_MULTIPLE = 2
+MIN_ARRAY_BYTES = 32 << 20
+MAX_ARRAY_BYTES = 256 << 20
+BANDWIDTH_REPEATS = 8
+
+
+def last_level_cache_bytes() -> int | None:
+    """The largest CPU cache Linux reports for CPU 0 (sysfs), in bytes; None if unknown."""
+    sizes = []
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            text = (index / "size").read_text().strip().upper()
+        except OSError:
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            sizes.append(int(digits) * scale)
+    return max(sizes) if sizes else None
+
+
+def memory_bandwidth(
+    dtype: str = "float32",
+    array_bytes: int | None = None,
+    repeats: int = BANDWIDTH_REPEATS,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """The machine's memory bandwidth as STREAM's Copy measures it: `b[:] = a` over arrays of
+    `dtype` much larger than the last-level cache, split across one thread per usable CPU (NumPy
+    releases the GIL while it copies, and a framework's elementwise ops use every core too).
+    Counted as STREAM counts it, bytes read plus bytes written (2 x the array per pass), the
+    convention `roofline.step_bytes` counts in; the result is the best of `repeats` passes
+    (STREAM's rule: the best is the machine, a slower pass is interference)."""
+    cache = last_level_cache_bytes()
+    if array_bytes is None:
+        wanted = CACHE_MULTIPLE * cache if cache else MIN_ARRAY_BYTES
+        array_bytes = min(max(wanted, MIN_ARRAY_BYTES), MAX_ARRAY_BYTES)
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    n = array_bytes // np.dtype(dtype).itemsize
+    source, target = np.empty(n, dtype), np.empty(n, dtype)
+    bounds = np.linspace(0, n, threads + 1).astype(np.int64)
+    chunks = [slice(int(a), int(b)) for a, b in pairwise(bounds)]
+
+    def touch(chunk: slice) -> None:  # each thread faults in its own pages, as it will copy them
+        source[chunk] = 1
+        target[chunk] = 0
+
+    def copy(chunk: slice) -> None:
+        np.copyto(target[chunk], source[chunk])
+
+    samples = []
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(touch, chunks))  # untimed: page faults are not bandwidth
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            list(pool.map(copy, chunks))
+            samples.append(2 * source.nbytes / (time.perf_counter() - t0) / 1e9)
+    return {
+        "bandwidth_gbs": max(samples),
+        "bandwidth": {
+            "method": "copy",
+            "dtype": dtype,
+            "array_bytes": int(source.nbytes),
+            "last_level_cache_bytes": cache,
+            "threads": threads,
+            "median_gbs": statistics.median(samples),
+            "samples_gbs": samples,
+        },
+    }
+
+
 def thread_settings() -> dict[str, Any]:
     """The thread counts NumPy's BLAS and TensorFlow use here (defaults are left untouched)."""
     info: dict[str, Any] = {
@@ -192,8 +272,13 @@ def calibrate(
     warmup_seconds: float = 0.3,
     max_seconds: float | None = None,
     backends: tuple[str, ...] = BACKENDS,
+    optimizer: str | None = None,
 ) -> dict[str, Any]:
-    """Measure the GEMM throughput of one training step's products at `spec`'s layer sizes.
+    """Measure the GEMM throughput of one training step's products at `spec`'s layer sizes,
+    and, with the "numpy" backend, the memory bandwidth (`memory_bandwidth`, before the GEMMs:
+    its arrays are freed before they run). With `optimizer` (a kind of OPTIMIZER_ARRAYS), the
+    result also carries the step's byte model (`roofline.step_bytes`) the bandwidth is read
+    against.
 
     Each backend is warmed up, then timed in `repeats` samples of about
     `min_seconds / repeats` seconds each; the backends alternate sample by sample (ABAB..., the
@@ -204,6 +289,7 @@ def calibrate(
     has at least 3 samples.
     """
     budget = 10 * min_seconds if max_seconds is None else max_seconds
+    memory = memory_bandwidth(spec.dtype) if "numpy" in backends else {}
     x, kernels = gemm_operands(spec, batch_size)
     steps: dict[str, Callable[[], object]] = {}
     device = {"numpy": "cpu"}
@@ -253,6 +339,8 @@ def calibrate(
         "gemms": [list(s) for s in gemm_shapes(spec, batch_size)],
         "device": device,
         "threads": thread_settings(),
+        **memory,
+        **({"step_bytes": step_bytes(spec, batch_size, optimizer)} if optimizer else {}),
     }
 
 
@@ -283,6 +371,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--batch-size", type=int, required=True)
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="default: float32")
+    parser.add_argument(
+        "--optimizer",
+        choices=tuple(OPTIMIZER_ARRAYS),
+        default=None,
+        help="the suite's optimizer: adds the step's byte model (harness.measure.roofline)",
+    )
     parser.add_argument("--min-seconds", type=float, default=2.0, help="timed seconds per backend")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument(
@@ -303,6 +397,7 @@ def main(argv: list[str] | None = None) -> None:
         min_seconds=args.min_seconds,
         repeats=args.repeats,
         backends=tuple(b.strip() for b in args.backends.split(",") if b.strip()),
+        optimizer=args.optimizer,
     )
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -242,7 +242,7 @@ def summarize(
 ) -> pd.DataFrame:
     """summary.csv: one row per run, scored from its step and epoch rows with the constants
     the manifest records (reference, parity tolerance, warm-up, noise and underuse thresholds,
-    target, CPU count).
+    target, CPU count, the calibration's GEMM peak, bandwidth and step byte model).
     `runs` are the manifest's run records; `sources` a variant's `api_level`, `loc`, `sha256`."""
     import pandas as pd  # here, not at the top: the worker imports this module
 
@@ -269,7 +269,10 @@ def summarize(
     ok = {(r["variant"], int(r["seed"])) for r in runs if r.get("status") == "ok"}
     reference = {s: losses((v, s)) for v, s in ok if v == reference_name}
     curves = {seed: curve((reference_name, seed)) for seed in reference}
-    peak = (manifest.get("calibration") or {}).get("peak_gflops")
+    calibration = manifest.get("calibration") or {}
+    peak = calibration.get("peak_gflops")
+    # the floor of a whole step: the byte model and bandwidth the calibration stored with it
+    bandwidth, step_bytes = calibration.get("bandwidth_gbs"), calibration.get("step_bytes")
     measured = manifest.get("overhead_by_variant") or {}
     rows = []
     for r in runs:
@@ -340,6 +343,10 @@ def summarize(
         row["flops_per_sample"] = flops = task.get("flops_per_sample")
         speed = row.get("samples_per_second")
         if peak and speed and flops:
-            row["roofline_fraction"] = roofline.roofline_fraction(speed, flops, peak)
+            row["gemm_fraction"] = roofline.gemm_fraction(speed, flops, peak)
+            if bandwidth and step_bytes and task.get("n_train"):
+                row["floor_fraction"] = roofline.floor_fraction(
+                    speed, task["n_train"], flops, peak, step_bytes, bandwidth
+                )
         rows.append(row)
     return pd.DataFrame(rows).reindex(columns=SUMMARY_COLUMNS)

@@ -73,7 +73,8 @@ SUMMARY_COLUMNS = [
     "contended",
     "attempts",
     "flops_per_sample",
-    "roofline_fraction",
+    "gemm_fraction",
+    "floor_fraction",
     "harness_overhead",
 ]
 # Integer and boolean columns that may hold missing values: read them as pandas' nullable
@@ -101,7 +102,12 @@ LATER_COLUMNS = {
     "seed_band_gap", "learning_pass",
     "foreign_cpu_se", "noisy", "contended", "attempts", "harness_overhead",
     "own_cpu_seconds", "idle_cpu_seconds", "underused_windows", "cores_used",
+    "gemm_fraction", "floor_fraction",
 }  # fmt: skip
+# Columns read under their new name from a folder written before the rename. roofline_fraction
+# was the fraction of the GEMM-only floor; beside the whole step's (floor_fraction) its old
+# name would not say which floor it is.
+RENAMED_COLUMNS = {"roofline_fraction": "gemm_fraction"}
 
 
 def utc_now() -> str:
@@ -248,6 +254,13 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
         return empty_frame(columns)
     except (OSError, ValueError) as exc:
         raise ResultsError(f"cannot read {path}: {exc}") from None
+    frame = frame.rename(
+        columns={
+            old: new
+            for old, new in RENAMED_COLUMNS.items()
+            if old in frame.columns and new in columns and new not in frame.columns
+        }
+    )
     for c in LATER_COLUMNS.intersection(columns).difference(frame.columns):
         frame[c] = pd.NA
     missing = [c for c in columns if c not in frame.columns]
@@ -403,7 +416,16 @@ MANIFEST_SPEC = {
     },
     "environment": "object",
     "tasks": ("map", {"fingerprint": "text", "n_train": "whole", "n_test": "whole"}),
-    "calibration": {"peak_gflops": "number", "flops_per_sample": "number"},
+    "calibration": {
+        "peak_gflops": "number",
+        "flops_per_sample": "number",
+        "bandwidth_gbs": "number",
+        "step_bytes": {
+            "batch_size": "whole",
+            "per_sample": ("map", "number"),
+            "per_step": ("map", "number"),
+        },
+    },
     "overhead": {
         "ratio_median": "number",
         "ratio_spread": ("map", "number"),

@@ -1,8 +1,8 @@
 """What a suite measures of the machine and of the harness itself, after its runs so that it
-disturbs none of them, each in a process of its own: the GEMM roofline at the task's sizes
-(harness/measure/calibrate.py) and the harness' overhead (harness/run/overhead.py). Each
-is an activity on the manifest's timeline, which the isolation check holds against the timed
-windows. A failure leaves only its columns empty."""
+disturbs none of them, each in a process of its own: the roofline at the task's sizes (GEMM
+throughput and memory bandwidth, harness/measure/calibrate.py) and the harness' overhead
+(harness/run/overhead.py). Each is an activity on the manifest's timeline, which the isolation
+check holds against the timed windows. A failure leaves only its columns empty."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from harness.measure import calibrate
 from harness.run import cluster
 from harness.run.config import RunConfig
 from harness.run.launch import Launcher
+from variants.base import optimizer_to_dict
 
 # Timed seconds per backend of the once-per-suite GEMM calibration: medians of 10 samples of
 # 0.1 s were within a few per cent of 2 s runs on this task's sizes.
@@ -58,7 +59,8 @@ class AfterRuns:
         """Measurements of the machine and of the harness, once per suite and after every run so
         that they disturb none; a failure only leaves their columns empty.
 
-        calibration: the GEMM roofline at the task's layer sizes (harness/measure/calibrate.py).
+        calibration: the roofline at the task's layer sizes (harness/measure/calibrate.py): GEMM
+        throughput, memory bandwidth and the step's byte model for the suite's optimizer.
         overhead: the reference's throughput through the worker against its bare loop
         (harness/run/overhead.py); 1.0 means the harness costs nothing measurable.
         overhead_by_variant: the same for every variant (--overhead all, asked for explicitly:
@@ -73,9 +75,11 @@ class AfterRuns:
         spec = self.manifest["tasks"][str(self.config.seeds[0])]
         if not (self.manifest.get("calibration") or {}).get("peak_gflops"):
             self.note(
-                f"calibrating the roofline: {self.config.dtype} GEMM throughput at these sizes"
+                f"calibrating the roofline: {self.config.dtype} GEMM throughput at these sizes "
+                "and memory bandwidth"
             )
             argv = ["--input-size", str(spec["input_size"]), *sizes, "--dtype", self.config.dtype]
+            argv += ["--optimizer", optimizer_to_dict(self.config.optimizer)["kind"]]
             argv += ["--min-seconds", str(CALIBRATION_SECONDS)]
             parts = [
                 self._run_module("harness.measure.calibrate", [*argv, "--backends", backend])

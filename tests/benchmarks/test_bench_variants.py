@@ -27,7 +27,7 @@ import variants
 from harness.datasets import load_digits
 from harness.measure import stats
 from harness.measure.calibrate import BACKENDS, CHAINS_PER_CALL, gemm_step
-from harness.measure.roofline import flops_per_sample, roofline_fraction
+from harness.measure.roofline import flops_per_sample, gemm_fraction
 from harness.report import bench_compare
 from harness.run import cluster
 from harness.run.launch import uses_framework
@@ -83,7 +83,7 @@ def record_roofline(
     """Median throughput of the rounds and its fraction of the measured GEMM peak."""
     info = benchmark.extra_info
     samples_per_second = info["samples_per_round"] / benchmark.stats.stats.median
-    fraction = roofline_fraction(
+    fraction = gemm_fraction(
         samples_per_second, info["flops_per_sample"], calibration["peak_gflops"]
     )
     info.update(
