@@ -1,7 +1,7 @@
 """The floor of a whole training step (harness/measure/roofline.py: its GEMMs at the measured
 peak plus the bytes of everything else at the measured bandwidth), the bandwidth measurement
 (harness/measure/calibrate.py), both fractions recomputed from a results folder alone
-(harness/results/scores.py)."""
+(harness/results/scores.py), and what each Keras variant compiled (harness/run/worker.py)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from .test_cli import ROOT, mlpbench
 
 TINY = ModelSpec(input_size=3, hidden=(4,), num_classes=2)  # 3*4 + 4 + 4*2 + 2 = 26 parameters
 DEFAULT = ModelSpec(input_size=784, hidden=(512, 256), num_classes=10)
+KERAS_FIT_JIT_STEPS = 1 << 16  # variants/keras_fit_fast.py MAX_STEPS: one execution per epoch
 
 
 @pytest.mark.parametrize(
@@ -148,6 +149,34 @@ def keras_suite(tmp_path_factory) -> Path:
     return out
 
 
+def test_keras_variants_record_what_they_compiled(keras_suite):
+    summary = pd.read_csv(keras_suite / "summary.csv").drop_duplicates("variant")
+    summary = summary.set_index("variant")
+    assert summary.loc["keras_fit_jit", "jit_compile"] == True  # noqa: E712 (read as bool)
+    assert summary.loc["keras_sequential", "jit_compile"] == False  # noqa: E712
+    assert summary.loc["keras_fit_jit", "steps_per_execution"] == KERAS_FIT_JIT_STEPS
+    assert summary.loc["keras_sequential", "steps_per_execution"] == 1  # Keras' default
+    assert (
+        summary.loc[["numpy_scratch"], ["jit_compile", "steps_per_execution"]]
+        .isna()
+        .to_numpy()
+        .all()
+    )
+    runs = {
+        r["variant"]: r for r in json.loads((keras_suite / "manifest.json").read_text())["runs"]
+    }
+    assert runs["keras_fit_jit"]["jit_compile"] is True
+    assert runs["keras_sequential"]["steps_per_execution"] == 1
+    assert runs["numpy_scratch"]["jit_compile"] is None
+    # and they read back typed, as the report sees them
+    read = storage.load_results(keras_suite).summary.drop_duplicates("variant").set_index("variant")
+    assert str(read["jit_compile"].dtype) == "boolean"
+    assert (
+        read.loc["keras_fit_jit", "jit_compile"] and not read.loc["keras_sequential", "jit_compile"]
+    )
+    assert read.loc["keras_fit_jit", "steps_per_execution"] == KERAS_FIT_JIT_STEPS
+
+
 def test_a_suite_stores_the_floor_and_recomputes_it_from_its_folder(keras_suite, tmp_path):
     results = storage.load_results(keras_suite)
     calibration = results.manifest["calibration"]
@@ -196,14 +225,14 @@ def test_a_folder_from_before_the_rename_reads_its_gemm_fraction(keras_suite, tm
     shutil.copytree(keras_suite, old, ignore=shutil.ignore_patterns(".lock", "logs"))
     frame = pd.read_csv(old / "summary.csv")
     written = frame["gemm_fraction"].to_numpy(float)
-    frame = frame.drop(columns=["floor_fraction"])
+    frame = frame.drop(columns=["floor_fraction", "jit_compile", "steps_per_execution"])
     frame.rename(columns={"gemm_fraction": "roofline_fraction"}).to_csv(
         old / "summary.csv", index=False
     )
     read = storage.load_results(old).summary
     assert list(read.columns) == storage.SUMMARY_COLUMNS
     assert np.allclose(read["gemm_fraction"].to_numpy(float), written, equal_nan=True)
-    assert read["floor_fraction"].isna().all()
+    assert read["floor_fraction"].isna().all() and read["jit_compile"].isna().all()
     assert not math.isnan(written[0])
 
 

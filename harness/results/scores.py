@@ -293,6 +293,8 @@ def summarize(
             "source_sha256": source.get("sha256"),
             "level": r.get("level"),
             "rung": r.get("rung"),
+            "jit_compile": r.get("jit_compile"),
+            "steps_per_execution": r.get("steps_per_execution"),
             "contended": int(config.get("jobs") or 1) > 1,
             "attempts": r.get("attempts"),
         }

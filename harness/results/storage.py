@@ -50,6 +50,8 @@ SUMMARY_COLUMNS = [
     "device",
     "level",
     "rung",
+    "jit_compile",
+    "steps_per_execution",
     "test_accuracy",
     "test_loss",
     "samples_per_second",
@@ -91,6 +93,8 @@ _NULLABLE = {
     "contended": "boolean",
     "attempts": "Int64",
     "parity_steps_within": "Int64",
+    "jit_compile": "boolean",
+    "steps_per_execution": "Int64",
 }
 
 # What a run can end as (a manifest's runs, summary.csv's status): any other is refused on reading.
@@ -102,7 +106,7 @@ LATER_COLUMNS = {
     "seed_band_gap", "learning_pass",
     "foreign_cpu_se", "noisy", "contended", "attempts", "harness_overhead",
     "own_cpu_seconds", "idle_cpu_seconds", "underused_windows", "cores_used",
-    "gemm_fraction", "floor_fraction",
+    "gemm_fraction", "floor_fraction", "jit_compile", "steps_per_execution",
 }  # fmt: skip
 # Columns read under their new name from a folder written before the rename. roofline_fraction
 # was the fraction of the GEMM-only floor; beside the whole step's (floor_fraction) its old
@@ -390,6 +394,8 @@ RUN_SPEC = {
     "build_seconds": "number",
     "peak_rss_mb": "number",
     "params": "whole",
+    "jit_compile": "boolean",
+    "steps_per_execution": "whole",
     "task_fingerprint": "text",
     "log": "text",
 }

@@ -26,6 +26,9 @@ class RunRecord:
     build_seconds: float | None = None
     peak_rss_mb: float | None = None
     params: int | None = None
+    # what a Keras variant's model compiled, as Keras resolved it; None for other variants
+    jit_compile: bool | None = None
+    steps_per_execution: int | None = None
     task_fingerprint: str | None = None
     log: str | None = None
 

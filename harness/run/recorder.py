@@ -56,6 +56,8 @@ class Recorder:
             record.level, record.rung = event.get("level"), event.get("rung")
             record.device = event.get("device")
             record.params = event.get("params")
+            record.jit_compile = event.get("jit_compile")
+            record.steps_per_execution = event.get("steps_per_execution")
             record.import_seconds = event.get("import_seconds")
             record.build_seconds = event.get("build_seconds")
         elif kind == "epoch":

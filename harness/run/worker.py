@@ -8,7 +8,8 @@ never carry over from one variant to the next. TensorFlow is imported only if th
 module imports it, so the NumPy reference runs without it.
 
 Events, one JSON object per line, written to the file descriptor `event_fd` (stdout if none):
-  {"event": "start", "api_level", "device", "params", "import_seconds", "build_seconds"}
+  {"event": "start", "api_level", "device", "params", "import_seconds", "build_seconds",
+   "jit_compile", "steps_per_execution" (a Keras variant's model only)}
   {"event": "epoch", "epoch", "losses": [...], "seconds", "train_loss", "test_loss",
    "test_accuracy", "foreign_cpu_seconds", "own_cpu_seconds", "idle_cpu_seconds", "window",
    "first_step_seconds" (epoch 1 only)}
@@ -238,6 +239,7 @@ def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any
             params=task.spec.param_count,
             import_seconds=import_seconds,
             build_seconds=time.perf_counter() - t0,
+            **keras_compiled(variant),
         )
         for epoch in range(1, config.epochs + 1):
             if own_order:
@@ -280,6 +282,33 @@ def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any
     _check_weights(variant.get_weights(), task)
     # hashed after training, so it also proves the variant left the task's arrays unchanged
     return {"event": "done", "task_fingerprint": task.fingerprint()}
+
+
+KERAS_PACKAGES = ("keras", "tf_keras")
+
+
+def keras_compiled(variant: Any) -> dict[str, Any]:
+    """What a Keras variant's compiled model will run, read from the model after `build`: XLA
+    or not (`jit_compile` as Keras resolved it: "auto" is False on a machine with no GPU) and
+    the steps per call of its train function (`steps_per_execution`). The model is the
+    variant's `model` attribute, or the variant itself when it subclasses a Keras model; other
+    variants give {}. Reading them costs no timed time: it happens before the first window."""
+    for candidate in (getattr(variant, "model", None), variant):
+        packages = {c.__module__.partition(".")[0] for c in type(candidate).__mro__}
+        if candidate is None or not packages.intersection(KERAS_PACKAGES):
+            continue
+        facts: dict[str, Any] = {}
+        try:
+            facts["jit_compile"] = bool(candidate.jit_compile)
+        except Exception:  # a fact we could not read is left empty, never a failed run
+            pass
+        try:
+            # Keras 3 keeps an int; tf_keras a variable
+            facts["steps_per_execution"] = int(np.asarray(candidate.steps_per_execution))
+        except Exception:
+            pass
+        return facts
+    return {}
 
 
 def _checked_logits(returned: Any, task: Task) -> np.ndarray:
