@@ -259,6 +259,7 @@ def _supervise_forked(tmp_path: Path, rank_main, private_fds=(), deadline=30.0):
     return code, [json.loads(line) for line in sink.getvalue().splitlines()], pids
 
 
+@pytest.mark.serial
 def test_forked_ranks_hold_only_their_own_ends_of_the_pipes(tmp_path):
     """A forked rank must not keep the supervisor's event stream open (the runner would not
     see the supervisor end) nor read ends of the ranks' pipes; it leads a process group of its

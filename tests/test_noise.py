@@ -10,6 +10,10 @@ import pytest
 
 from harness.measure import noise
 
+# These read real processes' CPU time: another test beside them would be foreign load.
+pytestmark = pytest.mark.serial
+
+
 HOG = "import time\nt = time.perf_counter()\nwhile time.perf_counter() - t < 1.5: pass\n"
 
 

@@ -20,6 +20,10 @@ from harness.results.reader import read_sweep
 from tests.test_cli import assert_one_line_error, mlpbench
 from tests.test_report import PNG_SIGNATURE, assert_png
 
+# Its suites are compared by speed: another test beside them makes their runs noisy.
+pytestmark = pytest.mark.serial
+
+
 VARIANTS = ("numpy_scratch", "tf2_function")
 SIZES = (32, 128)
 SMALL = ["--variants", ",".join(VARIANTS), "--hidden", "16", "--epochs", "2", "--seeds", "0"]

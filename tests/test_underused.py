@@ -258,6 +258,7 @@ def judged(rows: pd.DataFrame) -> pd.DataFrame:
 needs_proc = pytest.mark.skipif(noise.read().idle is None, reason="no /proc/stat here")
 
 
+@pytest.mark.serial
 @needs_proc
 def test_the_worker_records_its_own_and_the_idle_cpu(tmp_path: Path) -> None:
     """Own + foreign + idle CPU is every CPU's time over the window, to a few ticks."""
@@ -272,6 +273,7 @@ def test_the_worker_records_its_own_and_the_idle_cpu(tmp_path: Path) -> None:
     assert not steady["underused"].any()  # a clean run is not flagged
 
 
+@pytest.mark.serial
 @needs_proc
 def test_a_real_window_that_left_a_core_idle_is_flagged(tmp_path: Path) -> None:
     """Two busy threads in epochs 2 and 4, one in epoch 3 while the other sleeps: epoch 3 is
@@ -284,6 +286,7 @@ def test_a_real_window_that_left_a_core_idle_is_flagged(tmp_path: Path) -> None:
     assert rows["underused"].tolist() == [False, False, True, False]
 
 
+@pytest.mark.serial
 @needs_proc
 def test_a_clean_numpy_scratch_run_on_digits_has_no_flagged_window(tmp_path: Path) -> None:
     rows = judged(run_worker(tmp_path, "numpy_scratch", 8))
@@ -291,6 +294,7 @@ def test_a_clean_numpy_scratch_run_on_digits_has_no_flagged_window(tmp_path: Pat
     assert not rows["underused"].any()
 
 
+@pytest.mark.serial
 @pytest.mark.system
 def test_a_suite_counts_underused_windows_and_the_report_shows_them(tmp_path: Path) -> None:
     """The real thing: `mlpbench run` with the reference and both thread variants, then
