@@ -23,13 +23,13 @@ run: setup
 # Two processes share the tests that measure nothing; the few that read a process' CPU time or
 # speed (`serial`) then run alone.
 test: setup
-	$(BIN)/python -m pytest -m "not system and not serial" -n 2
+	$(BIN)/python -m pytest -m "not system and not serial" -n 2 --dist loadfile
 	$(BIN)/python -m pytest -m "serial and not system"
 
 # Everything, as CI runs it: adds the system tests (loopback clusters, Ctrl-C and kill, long
 # hostile runs, Fashion-MNIST, the browser, the CI gate's own tests).
 test-all: setup
-	$(BIN)/python -m pytest -m "not system and not serial" -n 2
+	$(BIN)/python -m pytest -m "not system and not serial" -n 2 --dist loadfile
 	$(BIN)/python -m pytest -m "serial or system"
 
 bench: setup
