@@ -482,7 +482,7 @@ IMPORT_ENDINGS = {
     "ex0": "exited with status 0 before answering (os._exit or sys.exit when imported?)",
     "ex3": "exited with status 3 (sys.exit when imported?)",
     "interrupt": "was killed by SIGINT: KeyboardInterrupt",
-    "hang": "took longer than 2 s (--timeout) and was stopped",
+    "hang": "took longer than 30 s and was stopped",
 }
 
 

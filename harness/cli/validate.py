@@ -101,11 +101,19 @@ class _CheckEnded(Exception):
     """The throwaway check process ended before answering; the message says how."""
 
 
+# The import check starts a fresh interpreter that may import TensorFlow and Keras (5-10 s on two
+# busy cores), which a run's warm-started worker does not pay within its --timeout: the check gets
+# at least this long, so that a short --timeout bounds the runs and not the frameworks' import.
+CHECK_MIN_SECONDS = 30.0
+
+
 def _check(paths: list[str], timeout: float) -> list[dict[str, Any]]:
     """Import the classes at `paths` in a throwaway process, run from here in the environment
     a worker gets (so that a user's class imports the same way, and never in place of the
     suite's own modules); one result per path (harness/run/worker.py `check`). Raises
-    _CheckEnded if it ends, or runs past `timeout` seconds, before answering for each."""
+    _CheckEnded if it ends, or runs past `timeout` seconds (CHECK_MIN_SECONDS at least),
+    before answering for each."""
+    timeout = max(timeout, CHECK_MIN_SECONDS)
     env = device.python_env(dict(os.environ))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # its own session: a timeout ends whatever a hanging import started, too
@@ -123,8 +131,9 @@ def _check(paths: list[str], timeout: float) -> list[dict[str, Any]]:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         raise _CheckEnded(
-            f"importing it took longer than {timeout:g} s (--timeout) and was stopped; a "
-            "module must not wait or block when imported"
+            f"importing it took longer than {timeout:g} s and was stopped (the check allows "
+            f"--timeout, at least {CHECK_MIN_SECONDS:g} s); a module must not wait or block "
+            "when imported"
         ) from None
     parsed = []
     for line in stdout.splitlines():
