@@ -144,8 +144,14 @@ def test_the_gate_fails_on_a_variant_doubled_in_cost(runs):
 
 
 @pytest.mark.system
-def test_the_gate_passes_a_clean_run(runs):
+def test_the_gate_passes_a_clean_run(runs, tmp_path):
     result = mlpbench("bench-compare", str(runs["base"]), str(runs["clean"]))
+    if result.returncode == 1:
+        # As .ci/bench does: a benchmark found slower is measured again in a fresh process, and
+        # fails only if slower both times (one process can sit in a slow mode a whole run: 1.33x
+        # was seen between two clean processes of numpy_scratch on a quiet 2-core EPYC).
+        again = bench(tmp_path / "clean-again.json")
+        result = mlpbench("bench-compare", str(runs["base"]), str(again))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "none of 1 benchmarks is slower" in result.stdout
 
