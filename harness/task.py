@@ -1,5 +1,6 @@
 """The one task, made once by the harness and handed unchanged to every variant: the data
-split, the initial weights and the order of batches in every epoch.
+split, the model (the MLP, or wide & deep: `TASKS`), its inputs, the initial weights and the
+order of batches in every epoch.
 
 An epoch's order is derived from the seed when the epoch starts, never stored: a task costs
 the same memory for 2 epochs as for 2 million."""
@@ -7,13 +8,18 @@ the same memory for 2 epochs as for 2 million."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+import json
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from harness.datasets import Dataset
-from variants.base import ModelSpec
+from variants.base import ModelSpec, WideDeepSpec
+
+# The model families a suite can train, by the name `--task` and results give them.
+TASKS: dict[str, type[ModelSpec]] = {"mlp": ModelSpec, "wide-deep": WideDeepSpec}
 
 
 @dataclass(frozen=True)
@@ -35,10 +41,15 @@ class Task:
         rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(ORDERS, epoch)))
         return rng.permutation(len(self.x_train))
 
-    def epoch_data(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """Training data in the order of `epoch` (0-based)."""
+    def epoch_data(self, epoch: int) -> tuple[Any, np.ndarray]:
+        """Training data in the order of `epoch` (0-based), as a variant receives it: the
+        spec's inputs (one array, or wide & deep's pair) and the labels."""
         order = self.epoch_order(epoch)
-        return self.x_train[order], self.y_train[order]
+        return self.spec.inputs(self.x_train[order]), self.y_train[order]
+
+    def test_inputs(self) -> Any:
+        """The test samples as `predict` receives them."""
+        return self.spec.inputs(self.x_test)
 
     def fingerprint(self) -> str:
         """A short hash of everything a variant receives, to prove two runs saw the same task."""
@@ -64,17 +75,20 @@ class Task:
             num_classes=self.spec.num_classes,
             seed=self.seed,
             dtype=self.spec.dtype,
+            task=self.spec.task,
+            spec_options=json.dumps(spec_options(self.spec)),
             **weights,
         )
 
     @classmethod
     def load(cls, path: Path) -> Task:
         with np.load(path) as f:
-            spec = ModelSpec(
+            spec = TASKS[str(f["task"]) if "task" in f else "mlp"](
                 input_size=int(f["x_train"].shape[1]),
                 hidden=tuple(int(h) for h in f["hidden"]),
                 num_classes=int(f["num_classes"]),
                 dtype=str(f["dtype"]) if "dtype" in f else "float32",
+                **json.loads(str(f["spec_options"]) if "spec_options" in f else "{}"),
             )
             weights = [f[f"w{i}"] for i in range(len(spec.weight_shapes))]
             return cls(
@@ -114,24 +128,46 @@ def in_dtype(data: Dataset, dtype: str) -> Dataset:
     return replace(data, x_train=data.x_train.astype(dtype), x_test=data.x_test.astype(dtype))
 
 
-def model_spec(data: Dataset, hidden: tuple[int, ...], dtype: str = "float32") -> ModelSpec:
-    """The network a suite trains on `data`: its input and classes, `hidden` between them."""
-    return ModelSpec(
+def spec_options(spec: ModelSpec) -> dict[str, Any]:
+    """What a task's spec adds to the MLP's fields (wide & deep: its wide input and loss
+    weights), as JSON: the manifest and a saved task keep it."""
+    base = {f.name for f in fields(ModelSpec)}
+    return {f.name: getattr(spec, f.name) for f in fields(spec) if f.name not in base}
+
+
+def model_spec(
+    data: Dataset,
+    hidden: tuple[int, ...],
+    dtype: str = "float32",
+    task: str = "mlp",
+    **options: Any,
+) -> ModelSpec:
+    """The network a suite trains on `data`: its input and classes, `hidden` between them,
+    as the model family `task` builds it (`options`: what that family adds, see TASKS)."""
+    return TASKS[task](
         input_size=int(data.x_train.shape[1]),
         hidden=tuple(hidden),
         num_classes=data.num_classes,
         dtype=dtype,
+        **options,
     )
 
 
 def make_task(
-    data: Dataset, hidden: tuple[int, ...], epochs: int, seed: int, dtype: str = "float32"
+    data: Dataset,
+    hidden: tuple[int, ...],
+    epochs: int,
+    seed: int,
+    dtype: str = "float32",
+    task: str = "mlp",
+    **options: Any,
 ) -> Task:
     """Weights and batch orders come from independent streams of one seed, so changing the
     number of epochs never changes the initial weights, nor the orders of the epochs kept.
-    The pixels and the weights are handed over in `dtype` ("float32" or "float64")."""
+    The pixels and the weights are handed over in `dtype` ("float32" or "float64"); `task`
+    and `options` choose the model family (TASKS)."""
     weight_seq = np.random.SeedSequence(seed, spawn_key=(WEIGHTS,))
-    spec = model_spec(data, hidden, dtype)
+    spec = model_spec(data, hidden, dtype, task, **options)
     data = in_dtype(data, dtype)
     return Task(
         x_train=data.x_train,

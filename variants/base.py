@@ -20,7 +20,8 @@ DTYPES = ("float32", "float64")  # float32 by default; float64 to prove parity o
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A dense ReLU network ending in `num_classes` logits; loss = mean softmax cross-entropy."""
+    """Task "mlp": a dense ReLU network ending in `num_classes` logits; loss = mean softmax
+    cross-entropy. A variant's input is one array (n, input_size)."""
 
     input_size: int
     hidden: tuple[int, ...] = (512, 256)
@@ -28,22 +29,82 @@ class ModelSpec:
     # One of DTYPES: the dtype of the data, the weights, the activations and optimizer state.
     dtype: str = "float32"
 
+    task: ClassVar[str] = "mlp"
+    # Outputs with a loss of their own, whose per-step losses `train_epoch` returns beside the
+    # total; none for a single-output model.
+    outputs: ClassVar[tuple[str, ...]] = ()
+
     @property
     def layer_sizes(self) -> tuple[int, ...]:
         return (self.input_size, *self.hidden, self.num_classes)
 
     @property
+    def dense_layers(self) -> list[tuple[int, int]]:
+        """(fan_in, fan_out) of every dense layer, in weight order."""
+        return list(zip(self.layer_sizes[:-1], self.layer_sizes[1:], strict=True))
+
+    @property
     def weight_shapes(self) -> list[tuple[int, ...]]:
         """Shapes in the order every variant uses: [W1 (in, out), b1 (out,), W2, b2, ...]."""
-        sizes = self.layer_sizes
         shapes: list[tuple[int, ...]] = []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        for fan_in, fan_out in self.dense_layers:
             shapes += [(fan_in, fan_out), (fan_out,)]
         return shapes
 
     @property
     def param_count(self) -> int:
         return sum(int(np.prod(s)) for s in self.weight_shapes)
+
+    def inputs(self, x: np.ndarray) -> Any:
+        """What a variant receives for the samples `x` (n, input_size): here `x` itself."""
+        return x
+
+
+@dataclass(frozen=True)
+class WideDeepSpec(ModelSpec):
+    """Task "wide-deep": the wide & deep network, two inputs and two outputs.
+
+    - inputs, made by the harness (`inputs`) and handed to a variant as the pair
+      (x_wide, x_deep): the deep input is every feature, the wide input every
+      `wide_stride`-th feature in the dataset's order (for a 28 x 28 image with the default 4:
+      columns 0, 4, ..., 24 of every row, 196 of 784; for 8 x 8 digits 16 of 64);
+    - the deep path: dense ReLU layers of sizes `hidden` on the deep input;
+    - the main output: dense logits on the concatenation [x_wide, last hidden layer], the wide
+      input first;
+    - the auxiliary output: dense logits on the last hidden layer;
+    - loss = loss_weights[0] * CE(main) + loss_weights[1] * CE(aux), each CE the batch's mean
+      softmax cross-entropy; accuracy and `predict` are the main output's.
+
+    Weights, in this order: W1, b1, ..., Wk, bk (the deep path), W_main (wide_size +
+    hidden[-1], num_classes), b_main, W_aux (hidden[-1], num_classes), b_aux.
+    `train_epoch` returns an array (steps, 3): the total, main and auxiliary loss of each step.
+    """
+
+    wide_stride: int = 4
+    loss_weights: tuple[float, float] = (0.9, 0.1)  # (main, aux)
+
+    task: ClassVar[str] = "wide-deep"
+    outputs: ClassVar[tuple[str, ...]] = ("main", "aux")
+
+    def __post_init__(self) -> None:
+        if not self.hidden:
+            raise ValueError("wide & deep needs at least one hidden layer for its deep path")
+        # a tuple of floats, however given (JSON gives a list): specs compare equal
+        object.__setattr__(self, "loss_weights", tuple(float(w) for w in self.loss_weights))
+
+    @property
+    def wide_size(self) -> int:
+        return len(range(0, self.input_size, self.wide_stride))
+
+    @property
+    def dense_layers(self) -> list[tuple[int, int]]:
+        deep = list(zip((self.input_size, *self.hidden[:-1]), self.hidden, strict=True))
+        last, classes = self.hidden[-1], self.num_classes
+        return [*deep, (self.wide_size + last, classes), (last, classes)]
+
+    def inputs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(x_wide, x_deep) for the samples `x` (n, input_size)."""
+        return np.ascontiguousarray(x[:, :: self.wide_stride]), x
 
 
 @dataclass(frozen=True)
@@ -119,6 +180,11 @@ class AsWritten:
 CONTROLLED = AsWritten(seed=None, shuffle=False, optimizer_defaults=False, own_dtype=False)
 
 
+class NotExpressible(Exception):
+    """Raised by `build` when the variant's API cannot express the task's model; the message
+    says why. The harness records it as a result ("inexpressible"), not as a failure."""
+
+
 @runtime_checkable
 class Variant(Protocol):
     """One implementation of the task at one API level.
@@ -127,7 +193,8 @@ class Variant(Protocol):
 
     Optional class attributes place a variant on its level's cost ladder in reports: `level`
     (the family: "NumPy", "tf.compat.v1", "TF2 core", "Keras", ...) and `rung` (0 = the form
-    tutorials teach, higher = faster forms of the same level; unique within a level).
+    tutorials teach, higher = faster forms of the same level; unique within a level); `task`
+    names the task it implements (`ModelSpec.task`: "mlp" when absent, or "wide-deep").
     """
 
     name: ClassVar[str]
@@ -147,17 +214,19 @@ class Variant(Protocol):
         is ablated (see AsWritten)."""
         ...
 
-    def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
-        """Train on x (n, input_size) in `spec.dtype` and y (n,) int64 in the order given, in
-        consecutive batches of `batch_size` (the last may be short); never shuffle, unless
-        `as_written.shuffle` said to.
-        Return the exact loss of every step, shape (ceil(n / batch_size),): a NumPy array or
-        any array-like (a framework tensor may stay on its device; the harness converts it
-        inside the timed window, so queued work is timed)."""
+    def train_epoch(self, x: Any, y: np.ndarray, batch_size: int) -> np.ndarray:
+        """Train on x in `spec.dtype` (`spec.inputs` of the samples: an array (n, input_size)
+        for the MLP, the pair (x_wide, x_deep) for wide & deep) and y (n,) int64 in the order
+        given, in consecutive batches of `batch_size` (the last may be short); never shuffle,
+        unless `as_written.shuffle` said to.
+        Return the exact loss of every step, shape (ceil(n / batch_size),), or, for a spec
+        with `outputs`, (ceil(n / batch_size), 1 + len(outputs)): the total loss, then each
+        output's. A NumPy array or any array-like (a framework tensor may stay on its device;
+        the harness converts it inside the timed window, so queued work is timed)."""
         ...
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Logits (n, num_classes) in `spec.dtype`."""
+    def predict(self, x: Any) -> np.ndarray:
+        """Logits (n, num_classes) in `spec.dtype` (the main output's, for several outputs)."""
         ...
 
     def get_weights(self) -> list[np.ndarray]:
