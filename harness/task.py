@@ -1,6 +1,6 @@
 """The one task, made once by the harness and handed unchanged to every variant: the data
-split, the model (the MLP, or wide & deep: `TASKS`), its inputs, the initial weights and the
-order of batches in every epoch.
+split, the model (the MLP, or wide & deep: variants.base SPECS), its inputs, the initial
+weights and the order of batches in every epoch.
 
 An epoch's order is derived from the seed when the epoch starts, never stored: a task costs
 the same memory for 2 epochs as for 2 million."""
@@ -16,10 +16,7 @@ from typing import Any
 import numpy as np
 
 from harness.datasets import Dataset
-from variants.base import ModelSpec, WideDeepSpec
-
-# The model families a suite can train, by the name `--task` and results give them.
-TASKS: dict[str, type[ModelSpec]] = {"mlp": ModelSpec, "wide-deep": WideDeepSpec}
+from variants.base import SPECS, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -83,7 +80,7 @@ class Task:
     @classmethod
     def load(cls, path: Path) -> Task:
         with np.load(path) as f:
-            spec = TASKS[str(f["task"]) if "task" in f else "mlp"](
+            spec = SPECS[str(f["task"]) if "task" in f else "mlp"](
                 input_size=int(f["x_train"].shape[1]),
                 hidden=tuple(int(h) for h in f["hidden"]),
                 num_classes=int(f["num_classes"]),
@@ -143,8 +140,8 @@ def model_spec(
     **options: Any,
 ) -> ModelSpec:
     """The network a suite trains on `data`: its input and classes, `hidden` between them,
-    as the model family `task` builds it (`options`: what that family adds, see TASKS)."""
-    return TASKS[task](
+    as the model family `task` builds it (`options`: what that family adds, see SPECS)."""
+    return SPECS[task](
         input_size=int(data.x_train.shape[1]),
         hidden=tuple(hidden),
         num_classes=data.num_classes,
@@ -165,7 +162,7 @@ def make_task(
     """Weights and batch orders come from independent streams of one seed, so changing the
     number of epochs never changes the initial weights, nor the orders of the epochs kept.
     The pixels and the weights are handed over in `dtype` ("float32" or "float64"); `task`
-    and `options` choose the model family (TASKS)."""
+    and `options` choose the model family (SPECS)."""
     weight_seq = np.random.SeedSequence(seed, spawn_key=(WEIGHTS,))
     spec = model_spec(data, hidden, dtype, task, **options)
     data = in_dtype(data, dtype)

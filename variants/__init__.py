@@ -29,14 +29,38 @@ REGISTRY: dict[str, str] = {
     "tf_keras_multiworker": "variants.tf_keras_multiworker:TFKerasMultiWorker",
 }
 
-REFERENCE = "numpy_scratch"
+# Wide & deep (variants/base.py WideDeepSpec): each level under the name of its MLP variant, so
+# that a level's two files can be held side by side. Sequential is here to say it cannot.
+WIDE_DEEP: dict[str, str] = {
+    "numpy_scratch": "variants.wide_deep.numpy_scratch:NumpyScratch",
+    "tf1_graph": "variants.wide_deep.tf1_graph:TF1Graph",
+    "tf2_function": "variants.wide_deep.tf2_tape:TF2Function",
+    "tf2_epoch_function_xla": "variants.wide_deep.tf2_epoch:TF2EpochFunctionXLA",
+    "keras_sequential": "variants.wide_deep.keras_sequential:KerasSequential",
+    "keras_functional": "variants.wide_deep.keras_functional:KerasFunctional",
+    "keras_subclass": "variants.wide_deep.keras_subclass:KerasSubclass",
+    "keras_fit_jit": "variants.wide_deep.keras_fit_fast:KerasFitJIT",
+}
+
+# The variants of each task (variants/base.py ModelSpec.task), by the name `--task` gives it.
+TASKS: dict[str, dict[str, str]] = {"mlp": REGISTRY, "wide-deep": WIDE_DEEP}
+
+REFERENCE = "numpy_scratch"  # in every task
 
 # Variants that run the same computation and differ only in how the model is written: a built
 # Keras 3 `Sequential` delegates `call` to a `Functional` inside it, and the subclass stacks the
-# same layers. Any speed difference among them is the suite's noise: its A/A control.
-IDENTICAL: tuple[tuple[str, ...], ...] = (
-    ("keras_sequential", "keras_functional", "keras_subclass"),
-)
+# same layers (on wide & deep, the subclass' `call` wires the Functional model's layers). Any
+# speed difference among them is the suite's noise: its A/A control.
+IDENTICAL: dict[str, tuple[tuple[str, ...], ...]] = {
+    "mlp": (("keras_sequential", "keras_functional", "keras_subclass"),),
+    "wide-deep": (("keras_functional", "keras_subclass"),),
+}
+
+
+def registry(task: str = "mlp") -> dict[str, str]:
+    """The variants of `task` by name."""
+    return TASKS[task]
+
 
 # What the Variant protocol (variants/base.py) asks of a class, read from it so the two cannot
 # drift apart: its methods, and its class attributes (name, api_level).
@@ -50,13 +74,13 @@ class VariantLoadError(Exception):
     """A variant name or `module:Class` path that cannot be used; the message says why."""
 
 
-def resolve(name_or_path: str) -> str:
-    """A registry name or a user's `package.module:Class` -> its `module:Class` path."""
-    if name_or_path in REGISTRY:
-        return REGISTRY[name_or_path]
+def resolve(name_or_path: str, task: str = "mlp") -> str:
+    """A registry name of `task` or a user's `package.module:Class` -> its `module:Class` path."""
+    if name_or_path in TASKS[task]:
+        return TASKS[task][name_or_path]
     if ":" in name_or_path:
         return name_or_path
-    known = ", ".join(REGISTRY)
+    known = ", ".join(TASKS[task])
     raise VariantLoadError(
         f"unknown variant {name_or_path!r}: use one of {known}, or a 'package.module:Class' path"
     )

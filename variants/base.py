@@ -107,6 +107,10 @@ class WideDeepSpec(ModelSpec):
         return np.ascontiguousarray(x[:, :: self.wide_stride]), x
 
 
+# The model families, by the name `--task` and results give them (a spec's `task`).
+SPECS: dict[str, type[ModelSpec]] = {spec.task: spec for spec in (ModelSpec, WideDeepSpec)}
+
+
 @dataclass(frozen=True)
 class SGD:
     """w -= lr * g"""

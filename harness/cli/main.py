@@ -40,17 +40,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     from harness.cli.progress import make_console
     from harness.measure import loc
 
-    table = Table()
-    for column in ("variant", "API level", "LOC", "class"):
-        table.add_column(column, justify="right" if column == "LOC" else "left")
-    for name, path in variants.REGISTRY.items():
-        info = loc.source_info(path)
-        label = f"{name} (reference)" if name == variants.REFERENCE else name
-        if info is None:
-            table.add_row(label, "[red]module not found[/]", "-", path)
-        else:
-            table.add_row(label, info.api_level or "?", str(info.loc), path)
-    make_console().print(table)
+    for task, registry in variants.TASKS.items():
+        table = Table(title=f"--task {task}", title_justify="left")
+        for column in ("variant", "API level", "LOC", "class"):
+            table.add_column(column, justify="right" if column == "LOC" else "left")
+        for name, path in registry.items():
+            info = loc.source_info(path)
+            label = f"{name} (reference)" if name == variants.REFERENCE else name
+            if info is None:
+                table.add_row(label, "[red]module not found[/]", "-", path)
+            else:
+                table.add_row(label, info.api_level or "?", str(info.loc), path)
+        make_console().print(table)
     return 0
 
 

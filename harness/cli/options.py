@@ -164,11 +164,35 @@ def add_run_options(p: argparse.ArgumentParser, *, sweep: bool) -> None:
     _output(p.add_argument_group("output"), sweep=sweep)
 
 
+def loss_weights(text: str) -> tuple[float, float]:
+    """`--loss-weights MAIN,AUX`: two non-negative numbers, not both 0."""
+    try:
+        values = tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not two numbers: write e.g. 0.9,0.1"
+        ) from None
+    if len(values) != 2 or not all(math.isfinite(v) and v >= 0 for v in values) or not any(values):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give two weights >= 0, not both 0, main first: e.g. 0.9,0.1"
+        )
+    return values
+
+
 def _what_to_run(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--task",
+        choices=list(variants.TASKS),
+        default="mlp",
+        help="the model every variant trains: mlp (a stack of dense layers) or wide-deep (a "
+        "wide input beside a deep path, a main and an auxiliary output: "
+        "variants/base.py WideDeepSpec); default: mlp",
+    )
     g.add_argument(
         "--variants",
         metavar="all|a,b,...",
-        help="registry names (see `mlpbench list`); default: all, or none when --variant is given",
+        help="registry names of the task (see `mlpbench list`); default: all, or none when "
+        "--variant is given",
     )
     g.add_argument(
         "--variant",
@@ -230,6 +254,13 @@ def _training(g: argparse._ArgumentGroup, *, sweep: bool) -> None:
         type=int_list(1),
         metavar="W1,W2,...",
         help="hidden layer widths; default: 64,32 for digits, 512,256 otherwise",
+    )
+    g.add_argument(
+        "--loss-weights",
+        type=loss_weights,
+        metavar="MAIN,AUX",
+        help="--task wide-deep: the weights of the main and auxiliary outputs' losses in the "
+        "total; default: 0.9,0.1",
     )
     g.add_argument(
         "--dtype",

@@ -22,10 +22,13 @@ from rich.table import Table
 
 import variants
 from harness.cli.errors import PROG
+from harness.results import storage
 from harness.run.record import RunRecord
 from harness.run.suite import Suite
 
-STATUS_STYLE = {"ok": "green", "diverged": "yellow", "timeout": "red", "failed": "red"}
+STATUS_STYLE = {
+    "ok": "green", "diverged": "yellow", "timeout": "red", "failed": "red", "inexpressible": "cyan"
+}  # fmt: skip
 
 
 def _num(value: Any, fmt: str) -> str:
@@ -191,11 +194,15 @@ def _resume_hint(suite: Suite, finished: int, resume_out: Path) -> list[str]:
 def _verdict(suite: Suite) -> list[str]:
     """How many runs were ok and passed parity, then each learning claim's answer."""
     config, records = suite.config, suite.records
-    bad = [r for r in records if r.status != "ok"]
+    bad = [r for r in records if r.status not in storage.NOT_FAILED]
     summary = suite.summary()
     parity = summary["learning_pass"].eq(False).sum()
     rounding = (summary["parity_pass"].eq(False) & summary["learning_pass"].eq(True)).sum()
-    verdict = f"{len(records) - len(bad)} of {len(records)} runs ok"
+    unable = sorted({r.variant for r in records if r.status == "inexpressible"})
+    ok = sum(r.status == "ok" for r in records)
+    verdict = f"{ok} of {len(records)} runs ok"
+    if unable:
+        verdict += f", {', '.join(unable)} cannot express the model"
     if bad:
         verdict += ", " + ", ".join(f"{r.variant} seed {r.seed}: {r.status}" for r in bad[:5])
     if parity:

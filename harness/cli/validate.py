@@ -39,16 +39,21 @@ if TYPE_CHECKING:
 def select_variants(args: argparse.Namespace) -> list[tuple[str, str]]:
     """(name, module:Class) in the order asked; the parity reference first when needed."""
     chosen: list[tuple[str, str]] = []
+    task = getattr(args, "task", "mlp")
+    registry = variants.registry(task)
     spec = args.variants if args.variants is not None else ("" if args.variant else "all")
-    names = list(variants.REGISTRY) if spec.strip() == "all" else spec.split(",")
+    names = list(registry) if spec.strip() == "all" else spec.split(",")
     for name in (n.strip() for n in names):
         if not name:
             continue
-        if name not in variants.REGISTRY:
+        if name not in registry:
+            elsewhere = [t for t, r in variants.TASKS.items() if name in r]
+            hint = f" (a variant of --task {elsewhere[0]})" if elsewhere else ""
             raise UsageError(
-                f"unknown variant {name!r}: use one of {', '.join(variants.REGISTRY)} or all"
+                f"unknown variant {name!r} for --task {task}{hint}: use one of "
+                f"{', '.join(registry)} or all"
             )
-        chosen.append((name, variants.REGISTRY[name]))
+        chosen.append((name, registry[name]))
     for path in args.variant:
         module, _, cls = path.partition(":")
         if not module or not cls:
@@ -61,7 +66,7 @@ def select_variants(args: argparse.Namespace) -> list[tuple[str, str]]:
         )
     unique = list(dict.fromkeys(chosen))  # a variant named twice runs once
     if args.parity and variants.REFERENCE not in dict(unique):
-        unique.insert(0, (variants.REFERENCE, variants.REGISTRY[variants.REFERENCE]))
+        unique.insert(0, (variants.REFERENCE, registry[variants.REFERENCE]))
     return unique
 
 
@@ -253,6 +258,11 @@ def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
             f"--seeds: {max(args.seeds)} is above {AS_WRITTEN_SEED_MAX}, the largest seed the "
             "levels' own random generators take in --mode as-written; choose smaller seeds"
         )
+    task = getattr(args, "task", "mlp")
+    weights = getattr(args, "loss_weights", None)
+    if weights is not None and task != "wide-deep":
+        raise UsageError("--loss-weights weighs the outputs of --task wide-deep; the mlp has one")
+    hidden = args.hidden or DEFAULT_HIDDEN.get(args.dataset, (512, 256))
     out = args.out or default_out()
     return RunConfig(
         variants=tuple(name for name, _ in chosen),
@@ -262,7 +272,7 @@ def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         epochs=args.epochs,
         batch_size=batch_sizes(args)[0],  # a sweep sets each point's own (harness.run.sweep.plan)
         optimizer=optimizer,
-        hidden=args.hidden or DEFAULT_HIDDEN.get(args.dataset, (512, 256)),
+        hidden=hidden,
         seeds=tuple(dict.fromkeys(args.seeds or int_list(0)(DEFAULTS[seeds]))),
         device=args.device,
         parity=args.parity,
@@ -277,6 +287,8 @@ def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         dtype=args.dtype,
         mode=mode,
         ablate=ablate,
+        task=task,
+        task_options=(("loss_weights", weights),) if weights is not None else (),
         out=out,
         resume=args.resume,
         force=args.force,
@@ -301,7 +313,7 @@ def check_memory(config: RunConfig, dataset: Dataset, batch_size: int) -> None:
     # A distributed variant's run is --workers processes, every other run one. A user's class
     # is counted as distributed and as importing TensorFlow: reading its source would import
     # its package here, before the throwaway import check.
-    listed = [path for name, path in config.variant_paths if name in variants.REGISTRY]
+    listed = [path for name, path in config.variant_paths if name in config.registry]
     user = len(listed) < len(config.variant_paths)
     distributed = user or any(cluster.layout(path) == "ranks" for path in listed)
     shape = memory.Shape(
@@ -346,9 +358,9 @@ def validate(args: argparse.Namespace) -> Validated:
     anything is written or started."""
     config = make_config(args, args.argv)
     sources: dict[str, loc.SourceInfo | None] = {}
-    user_paths = [path for name, path in config.variant_paths if name not in variants.REGISTRY]
+    user_paths = [path for name, path in config.variant_paths if name not in config.registry]
     for name, path in config.variant_paths:
-        if name not in variants.REGISTRY:
+        if name not in config.registry:
             continue  # a user class: located by the import check below
         sources[name] = loc.source_info(path)
         if sources[name] is None:

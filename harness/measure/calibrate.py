@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from harness.measure.roofline import OPTIMIZER_ARRAYS, flops_per_sample, gemm_shapes, step_bytes
-from variants.base import DTYPES, ModelSpec
+from variants.base import DTYPES, SPECS, ModelSpec
 
 # Each framework as it runs the chain best: NumPy into preallocated outputs, TensorFlow traced
 # into one graph, and that graph compiled by XLA. The roofline is the best of them.
@@ -273,6 +273,7 @@ def calibrate(
     max_seconds: float | None = None,
     backends: tuple[str, ...] = BACKENDS,
     optimizer: str | None = None,
+    task_spec: ModelSpec | None = None,
 ) -> dict[str, Any]:
     """Measure the GEMM throughput of one training step's products at `spec`'s layer sizes,
     and, with the "numpy" backend, the memory bandwidth (`memory_bandwidth`, before the GEMMs:
@@ -340,7 +341,12 @@ def calibrate(
         "device": device,
         "threads": thread_settings(),
         **memory,
-        **({"step_bytes": step_bytes(spec, batch_size, optimizer)} if optimizer else {}),
+        # the byte model of the task's own step (`task_spec`, e.g. wide & deep), else the MLP's
+        **(
+            {"step_bytes": step_bytes(task_spec or spec, batch_size, optimizer)}
+            if optimizer
+            else {}
+        ),
     }
 
 
@@ -377,6 +383,10 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="the suite's optimizer: adds the step's byte model (harness.measure.roofline)",
     )
+    parser.add_argument(
+        "--task", choices=tuple(SPECS), default="mlp", help="whose step bytes; default: mlp"
+    )
+    parser.add_argument("--spec-options", default="{}", help="the task's spec options, as JSON")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="timed seconds per backend")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument(
@@ -398,6 +408,13 @@ def main(argv: list[str] | None = None) -> None:
         repeats=args.repeats,
         backends=tuple(b.strip() for b in args.backends.split(",") if b.strip()),
         optimizer=args.optimizer,
+        task_spec=SPECS[args.task](
+            spec.input_size,
+            spec.hidden,
+            spec.num_classes,
+            spec.dtype,
+            **json.loads(args.spec_options),
+        ),
     )
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from itertools import pairwise
 from typing import Any
 
-from variants.base import ModelSpec
+from variants.base import ModelSpec, WideDeepSpec
 
 
 def gemm_shapes(spec: ModelSpec, batch_size: int) -> list[tuple[str, int, int, int]]:
@@ -28,15 +27,20 @@ def gemm_shapes(spec: ModelSpec, batch_size: int) -> list[tuple[str, int, int, i
     in the order the step runs them. Layer l maps `fan_in` to `fan_out`:
     forward   z_l  = a_l @ W_l        (B, in) @ (in, out)
     weight    dW_l = a_l.T @ dz_l     (in, B) @ (B, out)
-    input     da_l = dz_l @ W_l.T     (B, out) @ (out, in), for every layer but the first
+    input     da_l = dz_l @ W_l.T     (B, out) @ (out, in), for the part of a layer's input
+                                      that is not data: not the first layer's; on wide & deep
+                                      not the wide input's part of the main head's either
     """
-    layers = list(pairwise(spec.layer_sizes))
+    layers = spec.dense_layers
     shapes = [("forward", batch_size, fan_in, fan_out) for fan_in, fan_out in layers]
+    data_width = [spec.input_size] + [0] * (len(layers) - 1)
+    if isinstance(spec, WideDeepSpec):  # its main head reads the wide input beside the deep path
+        data_width[len(spec.hidden)] = spec.wide_size
     for index in range(len(layers) - 1, -1, -1):
         fan_in, fan_out = layers[index]
         shapes.append(("weight_grad", fan_in, batch_size, fan_out))
-        if index > 0:
-            shapes.append(("input_grad", batch_size, fan_out, fan_in))
+        if fan_in > data_width[index]:
+            shapes.append(("input_grad", batch_size, fan_out, fan_in - data_width[index]))
     return shapes
 
 
@@ -110,8 +114,8 @@ def step_bytes(spec: ModelSpec, batch_size: int, optimizer: str) -> dict[str, An
     than that, so a `floor_fraction` above 1 is possible: it says the step ran from cache.
     """
     s = ITEM_BYTES[spec.dtype]
-    sizes = spec.layer_sizes
-    hidden = sum(sizes[1:-1])
+    hidden = sum(spec.hidden)
+    logits = spec.num_classes * max(1, len(spec.outputs))  # wide & deep: two heads' logits
     reads, writes = OPTIMIZER_ARRAYS[optimizer]
     return {
         "model": STEP_BYTES_MODEL,
@@ -120,11 +124,11 @@ def step_bytes(spec: ModelSpec, batch_size: int, optimizer: str) -> dict[str, An
         "optimizer": optimizer,
         "per_sample": {
             "forward_bias_relu": 2 * s * hidden,
-            "loss": 2 * s * sizes[-1],
+            "loss": 2 * s * logits,
             "backward_relu": 3 * s * hidden,
         },
         "per_step": {
-            "bias": 2 * s * sum(sizes[1:]),
+            "bias": 2 * s * sum(fan_out for _, fan_out in spec.dense_layers),
             "optimizer": (len(reads) + len(writes)) * s * spec.param_count,
         },
     }

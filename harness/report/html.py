@@ -24,9 +24,9 @@ from harness.report.data import (
     variant_table,
 )
 from harness.report.verdict import Finding
-from harness.results.storage import STATUSES
+from harness.results.storage import NOT_FAILED, STATUSES
 
-FAILED_STATUSES = tuple(s for s in STATUSES if s != "ok")
+FAILED_STATUSES = tuple(s for s in STATUSES if s not in NOT_FAILED)
 # Cells holding only a number, a range or a ratio ("1,234", "4.8e-07", "5 – 9", "0.68×"):
 # right-aligned so digits line up.
 NUMBER_CELL = re.compile(r"<td>([-+]?[\d,.]+(?:e[-+]?\d+)?(?: – [\d,.]+)?×?)</td>")

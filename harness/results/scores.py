@@ -98,7 +98,8 @@ def time_to_target(
 
 
 def max_abs_diff(losses: np.ndarray, reference: np.ndarray) -> float | None:
-    """max |loss - reference| over steps; None when the two runs do not have the same steps
+    """max |loss - reference| over steps (and over a row's losses: the total and each output's,
+    for a task with several outputs); None when the two runs do not have the same steps
     (one of them stopped early), because a partial comparison would look better than it is."""
     a, b = np.asarray(losses, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     if a.shape != b.shape or a.size == 0:
@@ -116,7 +117,9 @@ def steps_within(losses: np.ndarray, reference: np.ndarray, tolerance: float) ->
     if a.shape != b.shape or a.size == 0:
         return None
     over = ~(np.abs(a - b) < tolerance)  # a NaN counts as over
-    return int(np.argmax(over)) if over.any() else int(a.size)
+    if over.ndim > 1:  # a step with several losses agrees when all of them do
+        over = over.any(axis=1)
+    return int(np.argmax(over)) if over.any() else len(a)
 
 
 def seed_band_gap(
@@ -246,6 +249,7 @@ def summarize(
     `runs` are the manifest's run records; `sources` a variant's `api_level`, `loc`, `sha256`."""
     import pandas as pd  # here, not at the top: the worker imports this module
 
+    from harness.results import storage
     from harness.results.storage import SUMMARY_COLUMNS
 
     config = manifest.get("config") or {}
@@ -253,8 +257,11 @@ def summarize(
     warmup = recorded_warmup(config)
     tolerance = recorded_tolerance(config)
     reference_name = config.get("reference") if config.get("parity") else None
+    # the total loss, and each output's for a task with several: parity holds for all of them
+    loss_columns = ["loss"] + [c for c in storage.output_loss_columns(manifest) if c in steps]
+    column = loss_columns[0] if len(loss_columns) == 1 else loss_columns  # (steps,) for one
     by_run_steps = {
-        k: g["loss"].to_numpy(np.float64) for k, g in steps.groupby(["variant", "seed"])
+        k: g[column].to_numpy(np.float64) for k, g in steps.groupby(["variant", "seed"])
     }
     epochs = epochs.assign(underused=recorded_underused_rows(manifest, epochs))
     by_run_epochs = {k: g.sort_values("epoch") for k, g in epochs.groupby(["variant", "seed"])}

@@ -26,6 +26,14 @@ LOCK = ".lock"  # held by the one suite writing the folder
 TEMPORARY = ".*.tmp"  # a write cut short by a kill (see _write_atomic)
 
 STEPS_COLUMNS = ["variant", "seed", "epoch", "step", "loss"]
+
+
+def output_loss_columns(manifest: dict[str, Any]) -> list[str]:
+    """steps.csv's columns after `loss` (the total) for a task with several outputs: each
+    output's own loss, `<output>_loss`, in the order the manifest's config lists them."""
+    return [f"{o}_loss" for o in (manifest.get("config") or {}).get("outputs") or []]
+
+
 EPOCHS_COLUMNS = [
     "variant",
     "seed",
@@ -98,7 +106,10 @@ _NULLABLE = {
 }
 
 # What a run can end as (a manifest's runs, summary.csv's status): any other is refused on reading.
-STATUSES = ("ok", "failed", "timeout", "diverged", "pending")
+# inexpressible: the variant's API cannot express the task's model (its reason is the error);
+# a finding, not a failure.
+STATUSES = ("ok", "failed", "timeout", "diverged", "pending", "inexpressible")
+NOT_FAILED = ("ok", "inexpressible")  # the statuses of a suite that exits 0
 # Columns added after folders of this schema were first written: a folder without them reads
 # with them empty (their measurement did not exist yet), rather than failing.
 LATER_COLUMNS = {
@@ -220,7 +231,8 @@ def save_results(results: Results) -> None:
     # ~1e-16 in float64, below 9 digits of a loss. The summary, read by people, keeps 9 in
     # float32.
     float64 = (results.manifest.get("config") or {}).get("dtype") == "float64"
-    write_csv(results.path / STEPS, results.steps, STEPS_COLUMNS, 17)
+    steps_columns = STEPS_COLUMNS + output_loss_columns(results.manifest)
+    write_csv(results.path / STEPS, results.steps, steps_columns, 17)
     write_csv(results.path / EPOCHS, results.epochs, EPOCHS_COLUMNS, 17)
     write_csv(results.path / SUMMARY, results.summary, SUMMARY_COLUMNS, 17 if float64 else 9)
     write_json(results.path / MANIFEST, results.manifest)
@@ -300,7 +312,7 @@ def load_results(path: str | Path) -> Results:
     return Results(
         path=path,
         manifest=manifest,
-        steps=_read_csv(path / STEPS, STEPS_COLUMNS),
+        steps=_read_csv(path / STEPS, STEPS_COLUMNS + output_loss_columns(manifest)),
         epochs=_read_csv(path / EPOCHS, EPOCHS_COLUMNS),
         summary=_read_csv(path / SUMMARY, SUMMARY_COLUMNS),
     )

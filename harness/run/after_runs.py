@@ -80,6 +80,14 @@ class AfterRuns:
             )
             argv = ["--input-size", str(spec["input_size"]), *sizes, "--dtype", self.config.dtype]
             argv += ["--optimizer", optimizer_to_dict(self.config.optimizer)["kind"]]
+            # the step's byte model is the task's (its GEMMs are timed as the MLP chain of the
+            # same widths: a throughput of the machine at these sizes)
+            argv += [
+                "--task",
+                self.config.task,
+                "--spec-options",
+                json.dumps(self.config.spec_options),
+            ]
             argv += ["--min-seconds", str(CALIBRATION_SECONDS)]
             parts = [
                 self._run_module("harness.measure.calibrate", [*argv, "--backends", backend])
@@ -113,7 +121,8 @@ class AfterRuns:
             if (done.get(name) or {}).get("ratio_median") or cluster.layout(path) != "single":
                 continue
             self.note(f"measuring the harness' overhead on {name}")
-            argv = ["--variant", name if name in variants.REGISTRY else path, *data, *sizes]
+            argv = ["--variant", name if name in self.config.registry else path, *data, *sizes]
+            argv += ["--task", self.config.task]
             argv += ["--rounds", str(OVERHEAD_ROUNDS_EACH), "--epochs", "3"]
             result = self._run_module("harness.run.overhead", argv)
             done[name] = next(iter(result.values())) if "error" not in result else result

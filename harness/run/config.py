@@ -9,7 +9,8 @@ from typing import Any
 import variants
 from harness.measure import cores, noise
 from harness.results import scores
-from variants.base import Optimizer, optimizer_to_dict
+from harness.task import spec_options
+from variants.base import SPECS, Optimizer, optimizer_to_dict
 
 # controlled: the harness hands every variant the same weights, batch order and optimizer
 # constants; as-written: each level does those its own way (variants/base.py AsWritten).
@@ -61,6 +62,24 @@ class RunConfig:
     dtype: str = "float32"  # of the data, the weights and the training (variants/base.py DTYPES)
     mode: str = "controlled"  # or "as-written": each level its own way (MODES)
     ablate: str | None = None  # as-written: what is handed back to the harness (ABLATIONS)
+    task: str = "mlp"  # the model family (variants.TASKS, variants.base SPECS)
+    task_options: tuple[tuple[str, Any], ...] = ()  # what the family adds (wide-deep: loss_weights)
+
+    @property
+    def registry(self) -> dict[str, str]:
+        """The task's variants by name."""
+        return variants.registry(self.task)
+
+    @property
+    def spec_options(self) -> dict[str, Any]:
+        """The task's spec options as its manifest stores them: every field the model family
+        adds to the MLP's, defaults included (a report reads them from here)."""
+        if self.task == "mlp":
+            return {}
+        # the options' values, defaults filled in, do not depend on the data's sizes
+        spec = SPECS[self.task](1, self.hidden, **dict(self.task_options))
+        options = spec_options(spec)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
 
     @property
     def parity_tolerance(self) -> float:
@@ -74,7 +93,7 @@ class RunConfig:
         """The groups of variants known to compute the same thing (variants.IDENTICAL) that
         this suite runs in full: their differences are its A/A control."""
         chosen = set(self.variants)
-        return [list(g) for g in variants.IDENTICAL if chosen.issuperset(g)]
+        return [list(g) for g in variants.IDENTICAL[self.task] if chosen.issuperset(g)]
 
     def to_manifest(self) -> dict[str, Any]:
         return {
@@ -104,6 +123,17 @@ class RunConfig:
             **({"dtype": self.dtype} if self.dtype != "float32" else {}),
             **({"mode": self.mode} if self.mode != "controlled" else {}),
             **({"ablate": self.ablate} if self.ablate else {}),
+            # the model family and what it adds to the MLP's spec (the mlp's absent, as before)
+            **(
+                {
+                    "task": self.task,
+                    "spec_options": self.spec_options,
+                    # outputs with losses of their own: steps.csv has a column for each
+                    "outputs": list(SPECS[self.task].outputs),
+                }
+                if self.task != "mlp"
+                else {}
+            ),
             # what parity_pass was judged by: reports read it from here
             "parity_tolerance": self.parity_tolerance,
             # the epochs speed is not judged on (tracing, compilation): reports read it here
@@ -119,7 +149,7 @@ def check_resumable(config: RunConfig, manifest: dict[str, Any]) -> None:
     old, new = manifest.get("config", {}), config.to_manifest()
     # the defaults are not stored
     stored_when_not = {
-        "workers": 1, "dtype": "float32", "mode": "controlled", "ablate": None,
+        "workers": 1, "dtype": "float32", "mode": "controlled", "ablate": None, "task": "mlp",
         "warmup_epochs": scores.WARMUP_EPOCHS, "underused_threshold": cores.UNDERUSED_CORES,
     }  # fmt: skip
     old, new = {**stored_when_not, **old}, {**stored_when_not, **new}

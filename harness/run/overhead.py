@@ -52,7 +52,7 @@ def bare_seconds(
 ) -> list[float]:
     """The seconds of each of epochs 2..N of a bare training loop (the module's docstring
     says what it does and does not do)."""
-    variant = variants.load(variant_name)()
+    variant = variants.load(variants.resolve(variant_name, task.spec.task))()
     variant.build(task.spec, optimizer, task.init_weights)
     seconds = []
     for epoch in range(task.epochs):
@@ -74,7 +74,7 @@ def harness_seconds(
     config = worker.WorkerConfig(
         task_path=str(task_path),
         variant=variant_name,
-        variant_path=variants.resolve(variant_name),
+        variant_path=variants.resolve(variant_name, task.spec.task),
         optimizer=optimizer_to_dict(optimizer),
         batch_size=batch_size,
         epochs=task.epochs,
@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--hidden", default="512,256", help="comma-separated widths")
+    parser.add_argument("--task", choices=list(variants.TASKS), default="mlp")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=4, help="per block; the first is never timed")
     parser.add_argument("--rounds", type=int, default=10, help="ABBA pairs")
@@ -171,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     from harness.datasets import load
 
     hidden = tuple(int(h) for h in args.hidden.split(",") if h)
-    task = make_task(load(args.dataset, args.data_dir), hidden, args.epochs, args.seed)
+    data = load(args.dataset, args.data_dir)
+    task = make_task(data, hidden, args.epochs, args.seed, task=args.task)
     results = {
         name: measure(name, task, args.batch_size, args.rounds)
         for name in args.variant or DEFAULT_VARIANTS

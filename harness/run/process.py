@@ -118,6 +118,8 @@ class WorkerProcess:
             return "diverged", (
                 f"loss became {final['loss']} at step {final['step']} (epoch {final['epoch']})"
             )
+        if final is not None and final["event"] == "inexpressible":
+            return "inexpressible", final.get("error")
         if final is not None:
             return "failed", final.get("error")
         if code < 0:

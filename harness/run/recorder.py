@@ -62,7 +62,7 @@ class Recorder:
             record.build_seconds = event.get("build_seconds")
         elif kind == "epoch":
             self._add_epoch(record, event)
-        elif kind in ("done", "diverged", "error"):
+        elif kind in ("done", "diverged", "error", "inexpressible"):
             record.peak_rss_mb = event.get("peak_rss_mb")
             if event.get("tensorflow"):
                 environment.merge_runtime(self.manifest["environment"], event["tensorflow"])
@@ -71,11 +71,12 @@ class Recorder:
 
     def _add_epoch(self, record: RunRecord, event: dict[str, Any]) -> None:
         epoch, losses = int(event["epoch"]), event["losses"]
+        outputs = event.get("output_losses") or {}  # a task with several outputs: each one's
         steps = self.steps[record.key]
         first = len(steps) + 1
         steps += [
             {"variant": record.variant, "seed": record.seed, "epoch": epoch, "step": first + i,
-             "loss": loss}
+             "loss": loss, **{f"{o}_loss": values[i] for o, values in outputs.items()}}
             for i, loss in enumerate(losses)
         ]  # fmt: skip
         if "first_step_seconds" in event:
@@ -112,7 +113,8 @@ class Recorder:
             ]
             return pd.DataFrame(rows, columns=cols) if rows else storage.empty_frame(cols)
 
-        return frame(self.steps, storage.STEPS_COLUMNS), frame(self.epochs, storage.EPOCHS_COLUMNS)
+        steps_columns = storage.STEPS_COLUMNS + storage.output_loss_columns(self.manifest)
+        return frame(self.steps, steps_columns), frame(self.epochs, storage.EPOCHS_COLUMNS)
 
     def summary(self) -> pd.DataFrame:
         """One row per run (harness/results/scores.py)."""

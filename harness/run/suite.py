@@ -52,7 +52,7 @@ from variants.base import optimizer_to_dict
 # A resumed suite keeps these runs: both are finished measurements (a divergence is the
 # outcome of the settings, and would only repeat). Failed, timed-out and pending runs are
 # run again, since a crash, an OOM kill or a timeout may be the machine's fault.
-KEEP_ON_RESUME = ("ok", "diverged")
+KEEP_ON_RESUME = ("ok", "diverged", "inexpressible")
 BAND_SEEDS = 3  # runs of the reference that make its seed band, at least
 POLL_SECONDS = 0.25  # how often timeouts are checked while waiting for events
 
@@ -221,7 +221,15 @@ class Suite:
     def _make_task(self, seed: int) -> dict[str, Any]:
         """The seed's task, kept for its workers; returns its manifest entry."""
         config = self.config
-        task = make_task(self._data, config.hidden, config.epochs, seed, config.dtype)
+        task = make_task(
+            self._data,
+            config.hidden,
+            config.epochs,
+            seed,
+            config.dtype,
+            config.task,
+            **dict(config.task_options),
+        )
         self.tasks[seed] = task
         return {
             "fingerprint": task.fingerprint(),
@@ -311,7 +319,7 @@ class Suite:
                 self.results.reset(w.record)
             self.save()
             self._cleanup()
-        failed = any(r.status != "ok" for r in self.records)
+        failed = any(r.status not in storage.NOT_FAILED for r in self.records)
         return 1 if failed or self.summary()["learning_pass"].eq(False).any() else 0
 
     def _run(

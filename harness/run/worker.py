@@ -12,10 +12,13 @@ Events, one JSON object per line, written to the file descriptor `event_fd` (std
    "jit_compile", "steps_per_execution" (a Keras variant's model only)}
   {"event": "epoch", "epoch", "losses": [...], "seconds", "train_loss", "test_loss",
    "test_accuracy", "foreign_cpu_seconds", "own_cpu_seconds", "idle_cpu_seconds", "window",
-   "first_step_seconds" (epoch 1 only)}
-  {"event": "done" | "diverged" | "error", "peak_rss_mb", "tensorflow": {...} | null, ...}:
-   the last one; `done` adds "task_fingerprint"; `diverged` adds "epoch", "step", "loss";
-   `error` adds "error" (the exception's last line; the traceback goes to stderr, the log).
+   "first_step_seconds" (epoch 1 only), "output_losses": {output: [...]} (a task with
+   several outputs: each one's loss of every step; "losses" holds the total)}
+  {"event": "done" | "diverged" | "error" | "inexpressible", "peak_rss_mb",
+   "tensorflow": {...} | null, ...}: the last one; `done` adds "task_fingerprint"; `diverged`
+   adds "epoch", "step", "loss"; `error` adds "error" (the exception's last line; the
+   traceback goes to stderr, the log); `inexpressible` adds "error", the variant's reason
+   (variants/base.py NotExpressible).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from harness.measure import noise
 from harness.results import scores
 from harness.run import lifetime
 from harness.task import Task
-from variants.base import AsWritten, optimizer_from_dict
+from variants.base import AsWritten, NotExpressible, optimizer_from_dict
 
 
 def as_written(seed: int, ablate: str | None) -> AsWritten:
@@ -115,7 +118,9 @@ class Events:
         self.stream.flush()  # the runner shows progress live and keeps what came before a crash
 
 
-def _step_losses(returned: Any, n: int, batch_size: int) -> np.ndarray:
+def _step_losses(returned: Any, n: int, batch_size: int, outputs: int = 0) -> np.ndarray:
+    """The losses of every step, (steps,); or (steps, 1 + outputs) for a task whose `outputs`
+    outputs have losses of their own: the total, then each output's."""
     raw = np.asarray(returned)
     if raw.dtype.kind not in "fiu":  # e.g. None: not a loss that became NaN, a broken contract
         first = repr(raw.flat[0])[:40] if raw.size else "nothing"
@@ -123,14 +128,21 @@ def _step_losses(returned: Any, n: int, batch_size: int) -> np.ndarray:
             f"train_epoch returned {first} where a loss should be (dtype {raw.dtype}); "
             "expected one float per batch"
         )
-    losses = raw.astype(np.float64).reshape(-1)
     expected = math.ceil(n / batch_size)
-    if losses.size != expected:
+    shape = (expected, 1 + outputs) if outputs else (expected,)
+    if raw.size != math.prod(shape) or (outputs and raw.shape != shape):
+        what = f"{raw.size} losses" if not outputs else f"losses of shape {raw.shape}"
+        each = "" if not outputs else f" x (the total and {outputs} outputs' losses)"
         raise ProtocolError(
-            f"train_epoch returned {losses.size} losses for {n} samples in batches of "
-            f"{batch_size}; expected {expected}"
+            f"train_epoch returned {what} for {n} samples in batches of "
+            f"{batch_size}; expected {expected}{each}"
         )
-    return losses
+    return raw.astype(np.float64).reshape(shape)
+
+
+def _rows(x: Any, rows: slice) -> Any:
+    """Samples `rows` of a variant's input: one array, or a tuple of arrays (several inputs)."""
+    return tuple(a[rows] for a in x) if isinstance(x, tuple) else x[rows]
 
 
 def _check_finite(losses: np.ndarray, epoch: int, first_step: int) -> None:
@@ -214,6 +226,7 @@ def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any
     else:
         device, scope = _device_scope(config.device)
     bs, n = config.batch_size, len(task.x_train)
+    outputs = len(task.spec.outputs)  # outputs with losses of their own, beside the total
     step = 1  # global number of the next step
     own = as_written(task.seed, config.ablate) if config.mode == "as-written" else None
     if own is not None and not follows_as_written(cls):
@@ -243,7 +256,7 @@ def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any
         )
         for epoch in range(1, config.epochs + 1):
             if own_order:
-                x, y = task.x_train, task.y_train
+                x, y = task.spec.inputs(task.x_train), task.y_train
             else:
                 x, y = task.epoch_data(epoch - 1)  # reordering is the harness' work: not timed
             extra: dict[str, Any] = {}
@@ -251,23 +264,30 @@ def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any
                 # The first batch alone, then the rest: the same training as one call, but the
                 # end of step 1 is observable. Time from process start: imports, build, tracing.
                 window = Window()
-                returned = window.time(variant.train_epoch, x[:bs], y[:bs], bs)
+                first, rest = slice(None, bs), slice(bs, None)
+                returned = window.time(variant.train_epoch, _rows(x, first), y[first], bs)
                 extra["first_step_seconds"] = time.time() - started
-                losses = _step_losses(returned, min(n, bs), bs)
+                losses = _step_losses(returned, min(n, bs), bs, outputs)
                 if n > bs and np.all(np.isfinite(losses)):
-                    returned = window.time(variant.train_epoch, x[bs:], y[bs:], bs)
-                    losses = np.concatenate([losses, _step_losses(returned, n - bs, bs)])
+                    returned = window.time(variant.train_epoch, _rows(x, rest), y[rest], bs)
+                    losses = np.concatenate([losses, _step_losses(returned, n - bs, bs, outputs)])
             else:
                 window = Window()
-                losses = _step_losses(window.time(variant.train_epoch, x, y, bs), n, bs)
+                returned = window.time(variant.train_epoch, x, y, bs)
+                losses = _step_losses(returned, n, bs, outputs)
             seconds = window.seconds
             extra.update(window.facts())
+            if outputs:  # the total is the loss; each output's beside it
+                names = task.spec.outputs
+                extra["output_losses"] = {o: losses[:, 1 + i].tolist() for i, o in enumerate(names)}
+                losses = losses[:, 0]
             try:
                 _check_finite(losses, epoch, step)
             except Diverged:
                 events.emit("epoch", epoch=epoch, losses=losses.tolist(), seconds=seconds, **extra)
                 raise
-            logits = _checked_logits(variant.predict(task.x_test), task)  # evaluation: not timed
+            # evaluation: not timed
+            logits = _checked_logits(variant.predict(task.test_inputs()), task)
             events.emit(
                 "epoch",
                 epoch=epoch,
@@ -364,6 +384,9 @@ def run(config: WorkerConfig, events: Events) -> int:
         epoch, step, loss = exc.args
         end = {"event": "diverged", "epoch": epoch, "step": step, "loss": loss}
         code = 3
+    except NotExpressible as exc:  # a finding about the API, not a failure of the run
+        end = {"event": "inexpressible", "error": " ".join(str(exc).split())}
+        code = 0
     except (Exception, SystemExit) as exc:  # a variant's bug must become a recorded result
         traceback.print_exc()  # into the run's log, for whoever debugs it
         end = {"event": "error", "error": _exception_line(exc)}

@@ -118,7 +118,9 @@ class NumpyScratch:
             wide, deep, y = wide[order], deep[order], y[order]
         return np.array(
             [
-                self.train_step(wide[s : s + batch_size], deep[s : s + batch_size], y[s : s + batch_size])
+                self.train_step(
+                    wide[s : s + batch_size], deep[s : s + batch_size], y[s : s + batch_size]
+                )
                 for s in range(0, len(y), batch_size)
             ]
         )
