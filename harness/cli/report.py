@@ -49,14 +49,14 @@ def build_report(result_dirs: Sequence[Path], out: Path, *, command: str | None 
         # so that unusable input is refused at once
         read = [read_results(Path(p)) for p in result_dirs] if not sweeps else None
         swept_folders = read_sweep(sweeps[0]) if sweeps else None
-        from harness.report import figures, html, learning
+        from harness.report import figures, html, learning, task
         from harness.report.data import combine, sweep_data
         from harness.report.verdict import at_batch, sweep_verdict, verdict
 
         if read is not None:
             data = combine(read)
             drawn = figures.draw_all(data, out)
-            sections = [learning.section(data.sets)]
+            sections = [learning.section(data.sets), task.section(data)]
             sections += [_scaling_section(Path(p), out) for p in result_dirs]
             page = html.page(
                 data, drawn, verdict(data), command, sections=[s for s in sections if s]

@@ -156,6 +156,29 @@ def loss_curves(data: ReportData, palette: Palette, out: Path) -> Path | None:
     return _save(fig, out / "loss.png")
 
 
+def output_loss_curves(data: ReportData, palette: Palette, out: Path) -> Path | None:
+    """A task with several outputs: each output's training loss per epoch, one panel each."""
+    from harness.report.task import output_losses
+
+    losses = output_losses(data)
+    if losses.empty:
+        return None
+    names = list(dict.fromkeys(losses["output"]))
+    fig, axes = plt.subplots(1, len(names), figsize=(WIDTH, 4.2), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        of = losses[losses["output"] == name]
+        for lab in data.plotted_labels():
+            e = of[of["label"] == lab]
+            if len(e):
+                _band(ax, e, "epoch", "loss", palette[lab], lab)
+        ax.set(title=f"Output {name}", xlabel="epoch", ylabel="cross-entropy loss (nats)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        _auto_log(ax, "y", ax.get_lines())
+    _legend(axes[0][-1])
+    _note(fig, "the mean of each epoch's steps; lines: mean over seeds; bands: lowest to highest")
+    return _save(fig, out / "output_losses.png")
+
+
 def parity(data: ReportData, palette: Palette, out: Path) -> Path | None:
     diffs = parity_differences(data)
     if diffs.empty:
@@ -497,6 +520,12 @@ FIGURES: tuple[tuple[str, str, FigureFunction], ...] = (
         "Loss of every variant, overlaid. Curves that lie on top of each other "
         "mean the API levels learn the same thing.",
         loss_curves,
+    ),
+    (
+        "Loss of each output",
+        "A model with several outputs: the training loss of each, per epoch (the total, "
+        "which training minimises, is the loss above).",
+        output_loss_curves,
     ),
     (
         "Parity with the NumPy reference",

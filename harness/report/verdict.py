@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from harness.measure import stats
+from harness.report import task
 from harness.report.data import (
     ReportData,
     SweepData,
@@ -44,6 +45,7 @@ def verdict(data: ReportData) -> list[Finding]:
     if len(as_written(data.sets)) < len(data.sets):
         findings += [_parity(data), _accuracy(data)]
     findings += [Finding(topic, text) for topic, text in learning_findings(data.sets)]
+    findings += [Finding(topic, text) for topic, text in task.findings(data)]
     findings += [_speed(data), _ladder(data), _first_step(data), _target(data), _overhead(data)]
     return [f for f in findings if f is not None]
 

@@ -26,7 +26,7 @@ import pandas as pd
 
 import variants
 from harness.datasets import Dataset
-from harness.measure import environment, roofline
+from harness.measure import environment, loc, roofline
 from harness.measure.loc import SourceInfo
 from harness.results import storage
 from harness.results.storage import utc_now
@@ -211,12 +211,23 @@ class Suite:
                 "band_seeds": [],
                 "calibration": None,
                 "runs": [],
+                **({"mlp_forms": self._mlp_forms()} if self.config.task != "mlp" else {}),
             }
         self.launcher = Launcher(
             device.worker_env(self.config.device, os.environ),
             out / "logs" / "warm-server.log",
             warm=not self.config.cold_start,
         )
+
+    def _mlp_forms(self) -> dict[str, Any]:
+        """The MLP variant of each level this suite runs another task at: its lines of code,
+        so that a report can say what the task costs in code over a plain stack."""
+        forms = {}
+        for name in self.config.variants:
+            info = loc.source_info(variants.REGISTRY[name]) if name in variants.REGISTRY else None
+            if info is not None:
+                forms[name] = {"loc": info.loc, "api_level": info.api_level}
+        return forms
 
     def _make_task(self, seed: int) -> dict[str, Any]:
         """The seed's task, kept for its workers; returns its manifest entry."""
