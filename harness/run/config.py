@@ -21,7 +21,8 @@ ABLATIONS = ("initializer", "batch_order", "optimizer", "dtype")
 # (parity_tolerance follows the dtype, which must not change; the current one judges them all;
 # aa_groups follows the variants, which must not change either, and is absent in older suites)
 RESUMABLE_CHANGES = (
-    "timeout", "jobs", "calibrate", "retry_noisy", "parity_tolerance", "overhead", "aa_groups"
+    "timeout", "jobs", "calibrate", "retry_noisy", "parity_tolerance", "overhead", "aa_groups",
+    "parity_prefix_steps",
 )  # fmt: skip
 
 
@@ -136,6 +137,8 @@ class RunConfig:
             ),
             # what parity_pass was judged by: reports read it from here
             "parity_tolerance": self.parity_tolerance,
+            # the steps a run must match before its parting counts as late (scores.py)
+            "parity_prefix_steps": scores.PARITY_PREFIX_STEPS,
             # the epochs speed is not judged on (tracing, compilation): reports read it here
             "warmup_epochs": scores.WARMUP_EPOCHS,
             # which variants are the same computation is a fact of the suite, not of today's
