@@ -176,14 +176,15 @@ def slowed(
 BASE_TREE = "MLPBENCH_BENCH_BASE"
 
 
-def base_variants(names: list[str]) -> tuple[dict[str, type], Any]:
+def base_variants(names: list[str], task: str = "mlp") -> tuple[dict[str, type], Any]:
     """MLPBENCH_BENCH_BASE=TREE: the variant classes of another checkout of this project (the
     baseline commit), imported into this process beside this tree's own, so that every
     benchmark times the baseline's code and this tree's in alternate rounds of one process.
 
     The baseline's `variants` package is imported under its usual name while TREE is first on
     sys.path, then moved out of sys.modules: its classes keep their own modules (and so their
-    own `variants.base`, helpers and imports), and this tree's `variants` is put back."""
+    own `variants.base`, helpers and imports), and this tree's `variants` is put back. A
+    baseline from before `task` existed has none of its variants: they are timed alone."""
     tree = os.environ.get(BASE_TREE)
     if not tree:
         return {}, None
@@ -197,7 +198,8 @@ def base_variants(names: list[str]) -> tuple[dict[str, type], Any]:
     sys.path.insert(0, str(Path(tree).resolve()))
     try:
         registry = importlib.import_module("variants")
-        classes = {name: registry.load(name) for name in registry.REGISTRY if name in names}
+        table = getattr(registry, "TASKS", {"mlp": registry.REGISTRY}).get(task, {})
+        classes = {name: registry.load(path) for name, path in table.items() if name in names}
         return classes, sys.modules["variants.base"]
     finally:
         sys.path.pop(0)

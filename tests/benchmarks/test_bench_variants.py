@@ -57,18 +57,26 @@ def group(config: BenchConfig, batch_size: int) -> str:
     return f"train b{batch_size} {config.widths} ({config.steps(batch_size)} steps/round)"
 
 
-def describe(config: BenchConfig, batch_size: int) -> dict[str, Any]:
+def describe(config: BenchConfig, batch_size: int, task: str = "mlp") -> dict[str, Any]:
+    spec = task_spec(config, task)
     return {
+        "task": task,
         "mode": config.mode,
         "batch_size": batch_size,
-        "layer_sizes": list(config.spec.layer_sizes),
+        "layer_sizes": list(spec.layer_sizes),
         "widths": config.widths,
         "steps_per_round": config.steps(batch_size),
         "samples_per_round": config.steps(batch_size) * batch_size,
         "dataset": "random digits-like: x ~ U[0,1) float32, y ~ U{0..9} (seed 0)",
         "optimizer": repr(OPTIMIZER),
-        "flops_per_sample": flops_per_sample(config.spec),
+        "flops_per_sample": flops_per_sample(spec),
     }
+
+
+def task_spec(config: BenchConfig, task: str, contract: Any = base) -> base.ModelSpec:
+    """The benchmark's model as `task` builds it, with `contract`'s (a tree's) spec class."""
+    fields = dataclasses.asdict(config.spec)
+    return contract.SPECS[task](**fields) if task != "mlp" else contract.ModelSpec(**fields)
 
 
 def uses_tensorflow(cls: type) -> bool:
@@ -98,13 +106,16 @@ def record_roofline(
     REPORT.append({"name": name, **info})
 
 
-def epoch(cls: type, config: BenchConfig, batch_size: int, contract: Any = base) -> Any:
+def epoch(
+    cls: type, config: BenchConfig, batch_size: int, contract: Any = base, task: str = "mlp"
+) -> Any:
     """A built `cls` and one call of its `train_epoch` on the fixed batches, as the harness
     times it: until the losses are in host memory. `contract`: the variants/base.py of the
-    tree `cls` comes from, whose ModelSpec and Adam it is built with."""
+    tree `cls` comes from, whose spec and Adam it is built with; `task` the model family."""
     x, y = fixed_batch(config, batch_size)
-    spec = contract.ModelSpec(**dataclasses.asdict(config.spec))
-    weights = glorot_uniform(config.spec, np.random.default_rng(0))
+    spec = task_spec(config, task, contract)
+    x = spec.inputs(x) if task != "mlp" else x  # the harness makes a task's inputs
+    weights = glorot_uniform(task_spec(config, task), np.random.default_rng(0))
     variant = cls()
     variant.build(spec, contract.Adam(**dataclasses.asdict(OPTIMIZER)), weights)
 
@@ -116,23 +127,41 @@ def epoch(cls: type, config: BenchConfig, batch_size: int, contract: Any = base)
 
 # in this process: distributed variants start TensorFlow their own way (test_distributed.py)
 SINGLE = [n for n in variants.REGISTRY if cluster.layout(variants.REGISTRY[n]) == "single"]
+# wide & deep: every variant that can express the model (Sequential records that it cannot)
+WIDE_DEEP = [n for n in variants.WIDE_DEEP if n != "keras_sequential"]
 # the baseline commit's classes and contract, when .ci/bench gives its tree
 BASE, BASE_CONTRACT = base_variants(SINGLE)
+BASE_WIDE_DEEP, BASE_WIDE_DEEP_CONTRACT = base_variants(WIDE_DEEP, task="wide-deep")
 
 
 @pytest.mark.parametrize("batch_size", CONFIG.batch_sizes, ids=lambda b: f"b{b}")
 @pytest.mark.parametrize("name", SINGLE)
 def test_train_steps(benchmark, name, batch_size, config, calibration):
-    cls = variants.load(name)
-    run = epoch(cls, config, batch_size)
+    train_steps(benchmark, name, "mlp", batch_size, config, calibration)
+
+
+@pytest.mark.parametrize("batch_size", CONFIG.batch_sizes, ids=lambda b: f"b{b}")
+@pytest.mark.parametrize("name", WIDE_DEEP)
+def test_train_steps_wide_deep(benchmark, name, batch_size, config, calibration):
+    """The wide & deep model of the same widths (--task wide-deep), at every level that can
+    express it."""
+    train_steps(benchmark, name, "wide-deep", batch_size, config, calibration)
+
+
+def train_steps(benchmark, name, task, batch_size, config, calibration):
+    cls = variants.load(variants.resolve(name, task))
+    run = epoch(cls, config, batch_size, task=task)
     backend = "tensorflow" if uses_tensorflow(cls) else "numpy"
     if extra := slowdown(name):
         run = slowed(run, extra, gemm_step(backend, config.spec, batch_size))
     round_seconds = warm_up(run)
-    benchmark.group = group(config, batch_size)
-    benchmark.extra_info.update(describe(config, batch_size), api_level=cls.api_level)
-    if name in BASE:
-        base_run = epoch(BASE[name], config, batch_size, BASE_CONTRACT)
+    benchmark.group = group(config, batch_size) + ("" if task == "mlp" else f" {task}")
+    benchmark.extra_info.update(describe(config, batch_size, task), api_level=cls.api_level)
+    based, contract = (
+        (BASE, BASE_CONTRACT) if task == "mlp" else (BASE_WIDE_DEEP, BASE_WIDE_DEEP_CONTRACT)
+    )
+    if name in based:
+        base_run = epoch(based[name], config, batch_size, contract, task)
         interleaved(benchmark, run, base_run, round_seconds, config)
         return
     # The machine's speed, measured before every round in the same process: the same steps'
