@@ -27,10 +27,12 @@ test: setup
 	$(BIN)/python -m pytest -m "serial and not system"
 
 # Everything, as CI runs it: adds the system tests (loopback clusters, Ctrl-C and kill, long
-# hostile runs, Fashion-MNIST, the browser, the CI gate's own tests).
+# hostile runs, Fashion-MNIST, the browser, the CI gate's own tests). Those that measure and
+# race nothing join the parallel part (tests/conftest.py SHARE_THE_MACHINE); the rest are
+# `serial` and run alone.
 test-all: setup
-	$(BIN)/python -m pytest -m "not system and not serial" -n 2 --dist loadfile
-	$(BIN)/python -m pytest -m "serial or system"
+	$(BIN)/python -m pytest -m "not serial" -n 2 --dist loadfile
+	$(BIN)/python -m pytest -m "serial"
 
 bench: setup
 	bash .ci/bench

@@ -10,6 +10,23 @@ import pytest  # noqa: E402
 from harness.datasets import load_digits  # noqa: E402
 from harness.task import Task, make_task  # noqa: E402
 
+# System tests that neither time anything nor race anything (no speed or CPU reading, no
+# signals, ports or kill deadlines): `make test-all` runs them in its parallel part, two at a
+# time. Every other system test is also `serial`: it runs alone, after that part.
+SHARE_THE_MACHINE = {
+    "test_cli.py", "test_dtype.py", "test_parity.py", "test_report_browser.py",
+    "test_hostile_inputs.py", "test_wide_deep_suite.py", "test_wide_deep_tf.py",
+    "test_wide_deep_keras.py",
+}  # fmt: skip
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("system") and item.path.name not in SHARE_THE_MACHINE:
+            item.add_marker(pytest.mark.serial)
+
+
 EPOCHS = 3
 BATCH = 128  # digits has 1347 training images: 10 full batches and a short one of 67
 
