@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 from harness.measure import stats
+from harness.results import storage
+
+from .test_cli import mlpbench
 
 
 def processes(
@@ -83,3 +86,36 @@ def test_aa_resolution_is_the_largest_gap_between_identical_computations():
     }
     assert stats.aa_resolution(groups) == pytest.approx(105 / 99 - 1)
     assert math.isnan(stats.aa_resolution({"one": {0: [1.0]}}))
+
+
+def test_relative_half_width_needs_three_processes_and_narrows_with_more() -> None:
+    rng = np.random.default_rng(1)
+
+    def processes(n: int) -> dict[int, list[float]]:
+        return {i: list(1000 * (1 + rng.normal(0, 0.05)) + rng.normal(0, 10, 5)) for i in range(n)}
+
+    assert stats.relative_half_width(processes(2)) == math.inf
+    few, many = stats.relative_half_width(processes(3)), stats.relative_half_width(processes(40))
+    assert 0 < many < few < 1
+
+
+@pytest.mark.serial  # reads real speed
+def test_precision_adds_processes_until_the_budget_is_spent(tmp_path) -> None:
+    out = tmp_path / "precise"
+    result = mlpbench(
+        "run", "--variants", "numpy_scratch", "--epochs", "3", "--no-calibrate",
+        "--precision", "0.0001", "--budget", "3", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    manifest = storage.read_manifest(out)
+    added = manifest["precision_seeds"]
+    assert added and added[0] == 3  # after the default seeds 0, 1, 2
+    assert manifest["config"]["precision"] == 0.0001 and manifest["config"]["budget"] == 3
+    assert "--budget 3 s spent" in result.stderr
+    runs = {(r["variant"], r["seed"]) for r in manifest["runs"]}
+    assert {("numpy_scratch", s) for s in added} <= runs
+
+
+def test_budget_without_precision_is_refused_in_one_line() -> None:
+    result = mlpbench("run", "--budget", "30", "--epochs", "1")
+    assert result.returncode == 2 and "give --precision too" in result.stderr

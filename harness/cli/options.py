@@ -344,6 +344,21 @@ def _measurement(g: argparse._ArgumentGroup, *, sweep: bool) -> None:
         "epochs (foreign CPU, recorded for every run) says it was disturbed; default: 0",
     )
     g.add_argument(
+        "--precision",
+        type=fraction,
+        metavar="F",
+        help="after the seeds asked for, add processes (new seeds) to each variant whose "
+        "throughput interval (two-level bootstrap, 95 %%) is wider than +-F (e.g. 0.05), until "
+        "every one is within it or --budget runs out; needs at least 3 processes per variant",
+    )
+    g.add_argument(
+        "--budget",
+        type=positive_float,
+        metavar="S",
+        help="with --precision: seconds from the suite's start after which no process is "
+        "added; default: 600",
+    )
+    g.add_argument(
         "--workers",
         type=positive_int,
         default=1,

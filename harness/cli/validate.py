@@ -283,6 +283,8 @@ def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         cold_start=args.cold_start,
         workers=args.workers,
         retry_noisy=args.retry_noisy,
+        precision=getattr(args, "precision", None),
+        budget=_budget(args),
         overhead=args.overhead,
         dtype=args.dtype,
         mode=mode,
@@ -294,6 +296,16 @@ def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         force=args.force,
         argv=(PROG, *argv),
     )
+
+
+DEFAULT_BUDGET = 600.0  # seconds: --precision without --budget
+
+
+def _budget(args: argparse.Namespace) -> float | None:
+    budget, precision = getattr(args, "budget", None), getattr(args, "precision", None)
+    if budget is not None and precision is None:
+        raise UsageError("--budget bounds the processes --precision adds: give --precision too")
+    return (budget or DEFAULT_BUDGET) if precision is not None else None
 
 
 @dataclass(frozen=True)

@@ -327,6 +327,20 @@ def two_level_resamples(
     return np.nanmedian(drawn.reshape(n_resamples, -1), axis=1)
 
 
+MIN_PROCESSES = 3  # fewer say nothing of the spread between processes
+
+
+def relative_half_width(nested: Nested, confidence: float = 0.95) -> float:
+    """Half the width of the two-level bootstrap interval of the pooled median, over the
+    median: 0.05 means +-5 %. inf with fewer than MIN_PROCESSES processes, whose spread is
+    unknown."""
+    if len(_levels(nested)) < MIN_PROCESSES:
+        return math.inf
+    draws = two_level_resamples(nested)
+    low, high = np.nanquantile(draws, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float((high - low) / 2 / pooled_median(nested))
+
+
 @dataclass(frozen=True)
 class SpeedRatio:
     """B's throughput over A's (pooled medians) with a two-level bootstrap interval, the

@@ -370,3 +370,32 @@ def summarize(
                 )
         rows.append(row)
     return pd.DataFrame(rows).reindex(columns=SUMMARY_COLUMNS)
+
+
+def throughput_half_widths(
+    steps: pd.DataFrame, epochs: pd.DataFrame, summary: pd.DataFrame, manifest: Mapping[str, Any]
+) -> dict[str, float]:
+    """Each variant's throughput interval (stats.relative_half_width: +-0.05 is +-5 %) from its
+    ok runs that outside load left undisturbed: a process (seed) per run, its steady windows
+    less those flagged underused as sub-samples. A variant with ok runs but no such window has
+    an unknown interval (inf); one without an ok run is left out (more would not help)."""
+    import pandas as pd  # here, not at the top: the worker imports this module
+
+    from harness.measure import stats  # SciPy: a second to import, which a worker must not pay
+
+    del steps  # the same frames as summarize takes; speed needs only the epochs
+    if epochs.empty:
+        return {}
+    quiet = summary[summary["status"].eq("ok") & ~summary["noisy"].eq(True)]
+    keys = set(zip(quiet["variant"], quiet["seed"].astype(int), strict=True))
+    rows = epochs.assign(underused=recorded_underused_rows(manifest, epochs))
+    rows = steady_rows(rows, recorded_warmup(manifest.get("config") or {}))
+    rows = rows[~rows["underused"].astype(bool)]
+    nested: dict[str, dict[int, list[float]]] = {}
+    for (variant, seed), g in rows.groupby(["variant", "seed"]):
+        if (variant, int(seed)) in keys:
+            values = pd.to_numeric(g["samples_per_second"], errors="coerce").dropna().tolist()
+            nested.setdefault(variant, {})[int(seed)] = values
+    widths = dict.fromkeys(summary.loc[summary["status"].eq("ok"), "variant"], math.inf)
+    widths.update({v: stats.relative_half_width(by_seed) for v, by_seed in nested.items()})
+    return widths

@@ -63,6 +63,10 @@ class RunConfig:
     dtype: str = "float32"  # of the data, the weights and the training (variants/base.py DTYPES)
     mode: str = "controlled"  # or "as-written": each level its own way (MODES)
     ablate: str | None = None  # as-written: what is handed back to the harness (ABLATIONS)
+    # add processes (new seeds) to a variant until its speed's interval is within +-precision
+    # (stats.relative_half_width), or `budget` seconds of the suite have passed
+    precision: float | None = None
+    budget: float | None = None
     task: str = "mlp"  # the model family (variants.TASKS, variants.base SPECS)
     task_options: tuple[tuple[str, Any], ...] = ()  # what the family adds (wide-deep: loss_weights)
 
@@ -124,6 +128,7 @@ class RunConfig:
             **({"dtype": self.dtype} if self.dtype != "float32" else {}),
             **({"mode": self.mode} if self.mode != "controlled" else {}),
             **({"ablate": self.ablate} if self.ablate else {}),
+            **({"precision": self.precision, "budget": self.budget} if self.precision else {}),
             # the model family and what it adds to the MLP's spec (the mlp's absent, as before)
             **(
                 {

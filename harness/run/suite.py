@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import queue
 import shlex
@@ -16,6 +17,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -28,7 +30,7 @@ import variants
 from harness.datasets import Dataset
 from harness.measure import environment, loc, roofline
 from harness.measure.loc import SourceInfo
-from harness.results import storage
+from harness.results import scores, storage
 from harness.results.storage import utc_now
 from harness.run import cluster, device
 from harness.run.after_runs import AfterRuns, activity
@@ -300,6 +302,7 @@ class Suite:
                 clear_results_dir(self.config.out)  # the earlier suite, now being replaced
             (self.config.out / "logs").mkdir(exist_ok=True)
             self._started = True
+            self._began = time.monotonic()  # --budget counts from here
             self.save()
             if any(self._warm(r.variant) for r in todo):
                 # before the first run, so that its start-up overlaps no timed window
@@ -307,6 +310,8 @@ class Suite:
                     self.launcher.start_server()
             self._run(todo, events, active)
             if self._add_band_runs(todo):
+                self._run(todo, events, active)
+            while self._add_precision_runs(todo):
                 self._run(todo, events, active)
             for _ in range(self.config.retry_noisy):
                 keys = self.results.noisy_keys()
@@ -386,6 +391,38 @@ class Suite:
             self.records.append(record := RunRecord(variants.REFERENCE, seed))
             todo.append(record)
         self.manifest["band_seeds"] = list(self.band_seeds)
+        return True
+
+    def _add_precision_runs(self, todo: deque[RunRecord]) -> bool:
+        """--precision: one more process, at the next unused seed, for every variant whose
+        throughput interval is still wider than asked (the reference too, with parity, so the
+        new runs are checked), while the budget lasts. A process is the unit of replication of
+        speed (harness/measure/stats.py): more epochs of the same processes would not narrow it."""
+        precision, budget = self.config.precision, self.config.budget
+        if precision is None:
+            return False
+        if budget is not None and time.monotonic() - self._began > budget:
+            self.listener.note(f"--budget {budget:g} s spent: no more processes added")
+            return False
+        widths = scores.throughput_half_widths(
+            *self.results.frames(), self.summary(), self.manifest
+        )
+        wide = [v for v in self.config.variants if widths.get(v, 0.0) > precision]
+        if not wide:
+            return False
+        unused = next(s for s in itertools.count() if s not in {r.seed for r in self.records})
+        if self.config.parity and variants.REFERENCE not in wide:
+            wide.insert(0, variants.REFERENCE)
+        shown = ", ".join(
+            f"{v} (+-{widths[v]:.0%})" if math.isfinite(widths.get(v, math.inf)) else v
+            for v in wide
+        )
+        self.listener.note(f"--precision {precision:g}: seed {unused} for {shown}")
+        self.manifest["tasks"][str(unused)] = self._make_task(unused)
+        self.manifest.setdefault("precision_seeds", []).append(unused)
+        for name in wide:
+            self.records.append(record := RunRecord(name, unused))
+            todo.append(record)
         return True
 
     def _warm(self, variant: str) -> bool:
