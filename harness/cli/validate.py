@@ -274,6 +274,7 @@ def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         workers=args.workers,
         retry_noisy=args.retry_noisy,
         overhead=args.overhead,
+        anatomy=getattr(args, "anatomy", False),
         dtype=args.dtype,
         mode=mode,
         ablate=ablate,
