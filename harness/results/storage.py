@@ -375,7 +375,9 @@ def _column(path: Path, frame: pd.DataFrame, column: str) -> pd.Series:
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         row = frame.iloc[i]
-        run = f" ({row['variant']} seed {row['seed']})" if column != "seed" else ""
+        # the run the row belongs to; anatomy.csv's rows name a variant and a batch size
+        which = f"seed {row['seed']}" if "seed" in row else f"batch size {row.get('batch_size')}"
+        run = f" ({row['variant']} {which})" if column != "seed" else ""
         raise ResultsError(
             f"{path}, row {i + 1}{run}: {column} is {_short(values.iloc[i])}, not {expected}; "
             f"{DAMAGED}"

@@ -73,11 +73,28 @@ def measure(
             # a call on a new number of samples may trace again: once untimed, at this size
             np.asarray(instance.train_epoch(x, y, batch_size))
         n_steps = -(-n // batch_size)
-        if "tensorflow" in sys.modules:
+        if uses_tensorflow(type(instance)):
             result = _profiled(instance, x, y, batch_size, n_steps)
         else:
             result = _cprofiled(instance, task.spec, x, y, batch_size, n_steps)
     return {"variant": variant_name, "batch_size": batch_size, "steps": n_steps, **result}
+
+
+FRAMEWORKS = ("tensorflow", "keras", "tf_keras")
+
+
+def uses_tensorflow(cls: type) -> bool:
+    """Whether the modules that define `cls` and its bases import TensorFlow or Keras: whether
+    TensorFlow's profiler can see its step (another variant may have imported TensorFlow into
+    the same process, so sys.modules does not say)."""
+    for c in cls.__mro__:
+        names = vars(sys.modules[c.__module__]).values() if c.__module__ in sys.modules else ()
+        for value in names:
+            module = getattr(value, "__module__", None) if not inspect.ismodule(value) else None
+            name = value.__name__ if inspect.ismodule(value) else module or ""
+            if name.partition(".")[0] in FRAMEWORKS:
+                return True
+    return False
 
 
 def _device_scope() -> contextlib.AbstractContextManager[Any]:
