@@ -9,8 +9,10 @@ Parts, each in seconds per step:
   optimizer   the update: ResourceApply* kernels, and every op under the optimizer's name scope
               (Keras 3 `adam/...`, tf.compat.v1 `Adam/update_param0/...`); in eager code, where
               ops carry no scope, the variable increments (AssignAdd/AssignSubVariableOp) only
-  xla_fused   the other kernels of an XLA cluster (`multiply_add_fusion.3`, `copy.2`): XLA
-              fuses the elementwise math and the update together, so a trace cannot split them
+  xla_fused   the rest of an XLA cluster's run (CpuExecutable::ExecuteAsyncOnStream): its other
+              kernels (`multiply_add_fusion.3`, `copy.2`), in which XLA fuses the elementwise
+              math and the update together so that a trace cannot split them, and the cluster's
+              own runtime between its kernels
   other_math  every other TF op: bias adds, ReLU and its gradient, the loss, reductions
   rest        the step's wall time that none of the above covers: Python, framework dispatch,
               host syncs, input feeding (tf.data's threads, host-to-tensor copies)
@@ -37,7 +39,7 @@ LABELS = {
     "gemm": "GEMMs",
     "other_math": "other math",
     "optimizer": "optimizer update",
-    "xla_fused": "XLA fused kernels (math + update)",
+    "xla_fused": "XLA cluster beyond its GEMMs (fused math + update, runtime)",
     "rest": "rest (Python, dispatch, syncs, input)",
 }
 # The trace event the runner puts around the profiled call: the step's wall time, in the
@@ -67,6 +69,8 @@ CONTAINER_TYPES = re.compile(
 )
 # What the XLA:CPU runtime runs its compiled kernels under; its other events are bookkeeping.
 XLA_EXECUTOR = "ThunkExecutor::Execute"
+# One run of a compiled cluster, from the TF op that launches it to its end.
+XLA_CLUSTER = "CpuExecutable::ExecuteAsyncOnStream"
 EAGER_PREFIX = "EagerLocalExecute: "
 
 
@@ -146,6 +150,11 @@ def trace_of(space: Any) -> Trace:
             continue  # tf.data's threads prepare the input: the rest
         executors = sorted((s, t) for s, t, m in events if m.name == XLA_EXECUTOR)
         for start, end, meta in events:
+            if meta.name == XLA_CLUSTER:
+                # the whole run of a compiled cluster: what its kernels do not cover of it is
+                # still the cluster's (its runtime, kernels too small to trace), not Python's
+                trace.add("xla_fused", start, end, "XLA cluster (beyond its kernels)")
+                continue
             found = _categorise(meta.name, meta.display_name, start, end, executors)
             if found:
                 part, label = found
