@@ -75,6 +75,23 @@ def test_op_names_as_traces_carry_them_fall_in_their_parts():
     assert anatomy.xla_kernel_category("multiply_add_fusion.3") == "xla_fused"
 
 
+def test_the_numpy_path_is_chosen_by_the_variant_not_by_what_the_process_imported():
+    """TensorFlow imported by another variant into the same process must not send the NumPy
+    reference to a profiler that cannot see it (its parts would all be `rest`)."""
+    import tensorflow  # noqa: F401  (as a TF variant before it would have)
+
+    from harness.run.anatomy import uses_tensorflow
+    from tests.anatomy_numpy_variants import HeavyUpdateNumpy
+    from tests.anatomy_variants import HeavyUpdateTF
+    from variants.keras_fit_fast import KerasFitJIT
+    from variants.numpy_scratch import NumpyScratch
+    from variants.tf1_graph import TF1Graph
+
+    assert not uses_tensorflow(NumpyScratch) and not uses_tensorflow(HeavyUpdateNumpy)
+    assert uses_tensorflow(TF1Graph) and uses_tensorflow(KerasFitJIT)
+    assert uses_tensorflow(HeavyUpdateTF)
+
+
 # -- real profiles: a known extra cost moves its own part ------------------------------------
 
 
