@@ -49,6 +49,9 @@ def test_overlapping_parts_never_exceed_the_window():
     assert parts["rest"] == pytest.approx(1e-3 / 2)  # 8-9 ms: nothing ran
     assert sum(parts.values()) == pytest.approx(10e-3 / 2)
     assert anatomy.parts_of(trace, steps=2)["coverage"] == pytest.approx(0.9)
+    # an event around the whole call is no op of its steps: it is left out, not made a part
+    trace.add("other_math", -ps, 11 * ps, "unclosed")
+    assert anatomy.parts_of(trace, steps=2)["parts"] == parts
 
 
 def test_op_names_as_traces_carry_them_fall_in_their_parts():

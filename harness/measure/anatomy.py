@@ -208,7 +208,14 @@ def parts_of(trace: Trace, steps: int) -> dict[str, Any]:
     covered: list[Interval] = []
     parts: dict[str, float] = {}
     for part in PRIORITY:
-        clipped = [(max(s, w0), min(e, w1)) for s, e in trace.intervals.get(part, [])]
+        # An event that began before the profiled call and ended after it is no op of its
+        # steps (seen once: an eager op's event stretched over a whole window, likely one the
+        # profiler closed only when it stopped); it would hide the rest behind one part.
+        clipped = [
+            (max(s, w0), min(e, w1))
+            for s, e in trace.intervals.get(part, [])
+            if not (s <= w0 and e >= w1)
+        ]
         clipped = [(s, e) for s, e in clipped if e > s]
         before = length(covered)
         covered = merged(covered + clipped)
