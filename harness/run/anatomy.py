@@ -43,7 +43,7 @@ UPDATE_FUNCTIONS = re.compile(r"^(apply|apply_gradients|update|optimizer_step|st
 
 
 class AnatomyError(Exception):
-    """A variant that cannot be broken down (distributed, or failing); the message says why."""
+    """A variant whose step cannot be broken down in one process (a distributed one)."""
 
 
 def measure(
@@ -52,16 +52,13 @@ def measure(
     batch_size: int,
     optimizer: Any,
     steps: int | None = DEFAULT_STEPS,
-    instance: Any = None,
 ) -> dict[str, Any]:
-    """Build `variant_name` (or take `instance`, unbuilt), train epoch 1 untimed, then break down
-    `steps` steady steps (the whole of epoch 2 if None). Returns the breakdown: seconds per step
-    of every part of anatomy.PARTS, the step's wall time, coverage and method."""
-    path = variants.resolve(variant_name)
-    if instance is None:
-        if cluster.layout(path) != "single":
-            raise AnatomyError(f"{variant_name} is distributed: its step spans several replicas")
-        instance = variants.load(variant_name)()
+    """Build `variant_name`, train epoch 1 untimed, then break down `steps` steady steps (the
+    whole of epoch 2 if None). Returns the breakdown: seconds per step of every part of
+    anatomy.PARTS, the step's wall time, coverage and method."""
+    if cluster.layout(variants.resolve(variant_name)) != "single":
+        raise AnatomyError(f"{variant_name} is distributed: its step spans several replicas")
+    instance = variants.load(variant_name)()
     with _device_scope():
         instance.build(task.spec, optimizer, task.init_weights)
         x, y = task.epoch_data(0)
