@@ -143,6 +143,7 @@ def _check_within_step(result: dict) -> None:
     assert sum(parts[p] for p in MEASURED) <= result["step_seconds"] * (1 + 1e-9)
     assert sum(parts.values()) == pytest.approx(result["step_seconds"], rel=1e-9)
     assert 0 < result["coverage"] <= 1
+    assert 0 < result["unprofiled_step_seconds"]
 
 
 def _moved_most(base: dict, changed: dict, part: str, at_least: float) -> None:
@@ -238,6 +239,7 @@ def _with_anatomy(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
                     "parts": values,
                     "step_seconds": sum(values.values()),
                     "coverage": 1 - values["rest"] / sum(values.values()),
+                    "unprofiled_step_seconds": 0.8 * sum(values.values()),
                     "method": 'test rows, a method\'s name with a comma, and "quotes"',
                 }
             )
@@ -284,7 +286,8 @@ def test_the_report_draws_the_bars_beside_the_floor_and_names_the_costliest_part
     assert "step_anatomy.png" in page and "Step anatomy" in page
     # tf2_function's rest (0.9 ms per step at batch 128) is its costliest part over the floor;
     # numpy_scratch's GEMMs (0.1 ms against a floor of 0.046 ms)
-    sentence = r"{} takes [\d.]+ ms per step profiled against a floor of [\d.]+ ms; its costliest "
+    sentence = r"{} takes [\d.]+ ms per step profiled \([\d.]+ ms unprofiled\) against a floor of "
+    sentence += r"[\d.]+ ms; its costliest "
     sentence += r"part over its floor is {}"
     assert re.search(sentence.format("tf2_function", "rest"), page)
     assert re.search(sentence.format("numpy_scratch", "GEMMs"), page)

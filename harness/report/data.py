@@ -523,7 +523,8 @@ def anatomy_table(result_set: ResultSet) -> pd.DataFrame:
         index=["variant", "batch_size"], columns="part", values="seconds_per_step", aggfunc="first"
     ).reindex(columns=list(anatomy.PARTS), fill_value=0.0)
     wide = wide.fillna(0.0)
-    facts = rows.groupby(["variant", "batch_size"])[["step_seconds", "coverage", "method"]].first()
+    facts = ["step_seconds", "unprofiled_step_seconds", "coverage", "method"]
+    facts = rows.groupby(["variant", "batch_size"])[facts].first()
     table = wide.join(facts).reset_index()
     levels = result_set.summary.drop_duplicates("variant").set_index("variant")["level"]
     table["level"] = [

@@ -540,11 +540,15 @@ def step_anatomy(data: ReportData, palette: Palette, out: Path) -> Path | None:
                 ax.barh(y, ms, left=left, color=STEP_PARTS[part], edgecolor="white", lw=0.5,
                         label=label)  # fmt: skip
                 left += ms
-            ax.annotate(f"{left:.3g} ms", (left, y), xytext=(3, 0), textcoords="offset points",
+            plain = rows["unprofiled_step_seconds"].iloc[y] if y < len(rows) else np.nan
+            label = f"{left:.3g} ms" + (
+                "" if pd.isna(plain) else f" ({plain * 1e3:.3g} unprofiled)"
+            )
+            ax.annotate(label, (left, y), xytext=(3, 0), textcoords="offset points",
                         va="center", fontsize=8)  # fmt: skip
         ax.set_yticks(range(len(bars)), [text(n) for n, _ in bars], fontsize=8)
         ax.set(title=f"batch {size}", xlabel="milliseconds per training step")
-        ax.set_xlim(0, 1.2 * max(sum(p.values()) for _, p in bars))
+        ax.set_xlim(0, 1.35 * max(sum(p.values()) for _, p in bars))
     handles = [h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]]
     labels = [lab for ax in axes[0] for lab in ax.get_legend_handles_labels()[1]]
     # upper right: beside the floor's bar, the shortest (the floor is drawn last, at the top)

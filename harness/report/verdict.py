@@ -201,18 +201,20 @@ def _anatomy(data: ReportData) -> Finding | None:
         for (level, batch), rows in table.groupby(["level", "batch_size"], sort=False):
             fastest = rows.loc[rows["step_seconds"].idxmin()]
             found = costliest_part(fastest)
-            step = f"{fastest['step_seconds'] * 1e3:.3g} ms"
+            step = f"{fastest['step_seconds'] * 1e3:.3g} ms per step profiled"
+            if not pd.isna(fastest["unprofiled_step_seconds"]):
+                step += f" ({fastest['unprofiled_step_seconds'] * 1e3:.3g} ms unprofiled)"
             if found is None:
                 sentences.append(
-                    f"{level}{where}, batch {batch}: {fastest['variant']} takes {step} per step "
-                    "profiled (no calibration: no floor to hold it against)"
+                    f"{level}{where}, batch {batch}: {fastest['variant']} takes {step} "
+                    "(no calibration: no floor to hold it against)"
                 )
                 continue
             part, over = found
             floor = sum(float(fastest[f"floor_{p}"]) for p in ("gemm", "optimizer", "other_math"))
             sentences.append(
-                f"{level}{where}, batch {batch}: {fastest['variant']} takes {step} per step "
-                f"profiled against a floor of {floor * 1e3:.3g} ms; its costliest part over its "
+                f"{level}{where}, batch {batch}: {fastest['variant']} takes {step} "
+                f"against a floor of {floor * 1e3:.3g} ms; its costliest part over its "
                 f"floor is {PART_LABELS[part]}, {over * 1e3:.3g} ms per step over "
                 f"(parts measured: {fastest['coverage']:.0%} of the step)"
             )

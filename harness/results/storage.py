@@ -83,8 +83,8 @@ SUMMARY_COLUMNS = [
     "harness_overhead",
 ]
 # One row per (variant, batch size, part of harness.measure.anatomy.PARTS): seconds per step of
-# the part, the step's wall time while profiled, the share of it the parts measured, the steps
-# profiled and how the parts were obtained.
+# the part, the step's wall time while profiled, the share of it the parts measured, the same
+# steps' time unprofiled (just before), the steps profiled and how the parts were obtained.
 ANATOMY_COLUMNS = [
     "variant",
     "batch_size",
@@ -92,6 +92,7 @@ ANATOMY_COLUMNS = [
     "seconds_per_step",
     "step_seconds",
     "coverage",
+    "unprofiled_step_seconds",
     "steps",
     "method",
 ]
