@@ -144,8 +144,9 @@ class AfterRuns:
                 continue
             self.note(f"breaking down the step of {name} under the profiler")
             argv = ["--variant", name if name in variants.REGISTRY else path, *sizes, *data]
-            # a warm-up epoch and a profiled one, each as slow as a run's epochs can be
-            result = self._run_module("harness.run.anatomy", argv, 2 * self.config.timeout + 60)
+            # a warm-up epoch, one timed unprofiled and one profiled: each as slow as a run's
+            # epochs can be
+            result = self._run_module("harness.run.anatomy", argv, 3 * self.config.timeout + 60)
             if "error" in result:
                 continue
             frames.append(pd.DataFrame(anatomy_rows(result)))
