@@ -78,6 +78,13 @@ def test_op_names_as_traces_carry_them_fall_in_their_parts():
     assert anatomy.xla_kernel_category("multiply_add_fusion.3") == "xla_fused"
 
 
+def test_a_kernel_is_an_xla_kernel_only_inside_a_run_of_the_xla_runtime():
+    """Runs nest (a loop's body inside the loop's run); a kernel outside every run is none."""
+    runs = anatomy.Spans([(0, 10), (2, 3), (20, 30)])
+    assert runs.hold(4, 9) and runs.hold(2, 3) and runs.hold(21, 29)
+    assert not runs.hold(9, 11) and not runs.hold(15, 16) and not runs.hold(-1, 1)
+
+
 def test_the_numpy_path_is_chosen_by_the_variant_not_by_what_the_process_imported():
     """TensorFlow imported by another variant into the same process must not send the NumPy
     reference to a profiler that cannot see it (its parts would all be `rest`)."""

@@ -26,8 +26,10 @@ step's wall time, and `rest` is what is left, never below 0. `coverage` is the m
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +150,7 @@ def trace_of(space: Any) -> Trace:
     for line_name, events in lines:
         if line_name.startswith("tf_data"):
             continue  # tf.data's threads prepare the input: the rest
-        executors = sorted((s, t) for s, t, m in events if m.name == XLA_EXECUTOR)
+        executors = Spans((s, t) for s, t, m in events if m.name == XLA_EXECUTOR)
         for start, end, meta in events:
             if meta.name == XLA_CLUSTER:
                 # the whole run of a compiled cluster: what its kernels do not cover of it is
@@ -163,7 +165,7 @@ def trace_of(space: Any) -> Trace:
 
 
 def _categorise(
-    name: str, display: str, start: int, end: int, executors: list[Interval]
+    name: str, display: str, start: int, end: int, executors: Spans
 ) -> tuple[str, str] | None:
     if name.startswith(EAGER_PREFIX):  # an op run eagerly, on the calling thread
         op_type = name[len(EAGER_PREFIX) :].strip()
@@ -175,15 +177,25 @@ def _categorise(
         op_name, _, op_type = name.rpartition(":")
         part = op_category(op_name, display or op_type)
         return (part, display or op_type) if part else None
-    if " " not in name and _inside(start, end, executors):
+    if " " not in name and executors.hold(start, end):  # a kernel the XLA runtime ran
         part = xla_kernel_category(name)
         return part, "XLA " + ("dot" if part == "gemm" else "kernel")
     return None
 
 
-def _inside(start: int, end: int, spans: list[Interval]) -> bool:
-    """Whether [start, end] lies in one of `spans` (sorted), and is not one of them."""
-    return any(s <= start and end <= t and (s, t) != (start, end) for s, t in spans)
+class Spans:
+    """Intervals of one thread (possibly nested), asked whether one holds a given interval: in
+    O(log n), as a trace of a whole epoch holds thousands of runs and tens of thousands of
+    kernels per thread."""
+
+    def __init__(self, spans: Iterable[Interval]) -> None:
+        ordered = sorted(spans)
+        self.starts = [s for s, _ in ordered]
+        self.reach = list(accumulate((e for _, e in ordered), max))  # latest end so far
+
+    def hold(self, start: int, end: int) -> bool:
+        i = bisect_right(self.starts, start)  # the spans that began at or before `start`
+        return i > 0 and self.reach[i - 1] >= end
 
 
 def merged(intervals: Iterable[Interval]) -> list[Interval]:
