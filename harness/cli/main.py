@@ -3,6 +3,7 @@
     mlpbench run --out results/NAME                          one suite, one results folder
     mlpbench sweep --batch-sizes 32,128,512 --out results/NAME   one suite per batch size
     mlpbench report results/NAME                             HTML report (also of a sweep)
+    mlpbench anatomy --variants a,b --out DIR                each variant's step, part by part
 
 Every problem with the input is found before any work starts and reported as one line,
 `mlpbench: error: ...`, with exit status 2 (never a traceback). Exit statuses of `run` and
@@ -120,9 +121,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
+    from harness.cli import anatomy as anatomy_cli
     from harness.cli import report as report_cli
 
-    return {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, **report_cli.COMMANDS}
+    commands = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, **report_cli.COMMANDS}
+    return {**commands, **anatomy_cli.COMMANDS}
 
 
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import variants
 from harness import datasets
+from harness.cli import anatomy as anatomy_cli  # anatomy
 from harness.cli import report as report_cli  # report, compare, export-tensorboard
 from harness.cli.errors import PROG, fail
 from harness.results import scores
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p, sweep=True)
 
     report_cli.register(commands)
+    anatomy_cli.register(commands, int_list, non_negative_int, report_cli.path_argument)
 
     p = commands.add_parser(
         "bench-compare",
@@ -388,6 +390,13 @@ def _measurement(g: argparse._ArgumentGroup, *, sweep: bool) -> None:
         help="whose harness/bare throughput ratio to measure after the runs: the reference's "
         "on digits (seconds; default), or every single-process variant's on the suite's own "
         "data (minutes)",
+    )
+    g.add_argument(
+        "--anatomy",
+        action="store_true",
+        help="after the runs, break every single-process variant's steady step down into "
+        "GEMMs, other math, optimizer update and the rest under the framework's profiler, one "
+        "process each (off by default: the profiler slows what it watches); into anatomy.csv",
     )
 
 

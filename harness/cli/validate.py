@@ -286,6 +286,7 @@ def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         precision=getattr(args, "precision", None),
         budget=_budget(args),
         overhead=args.overhead,
+        anatomy=getattr(args, "anatomy", False),
         dtype=args.dtype,
         mode=mode,
         ablate=ablate,

@@ -167,3 +167,24 @@ def floor_fraction(
     step cost only what its GEMMs and its memory traffic must."""
     floor = floor_seconds(n_samples, flops_per_sample, peak_gflops, model, bandwidth_gbs)
     return samples_per_second * floor / n_samples
+
+
+def floor_parts(
+    batch_size: int,
+    flops_per_sample: int,
+    peak_gflops: float,
+    model: Mapping[str, Any],
+    bandwidth_gbs: float,
+) -> dict[str, float]:
+    """The floor of one full step of `batch_size` samples, in seconds, by the parts a step's
+    anatomy (harness/measure/anatomy.py) reports: its GEMMs at the measured peak, the optimizer's
+    bytes and every other byte of the step (bias, activations, loss) at the measured bandwidth.
+    Their sum is the whole-step floor `floor_seconds` charges per step."""
+    per_step = dict(model["per_step"])
+    optimizer = per_step.pop("optimizer", 0)
+    other = batch_size * sum(model["per_sample"].values()) + sum(per_step.values())
+    return {
+        "gemm": batch_size * flops_per_sample / (peak_gflops * 1e9),
+        "optimizer": optimizer / (bandwidth_gbs * 1e9),
+        "other_math": other / (bandwidth_gbs * 1e9),
+    }

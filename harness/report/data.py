@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness.measure import cores, stats
+from harness.measure import anatomy, cores, roofline, stats
 from harness.results import reader, scores
 from harness.results.reader import ResultSet
 from harness.results.sweep import SweepFolder
@@ -509,3 +509,46 @@ def format_number(x: object) -> str:
             return f"{v:,.0f}"
         return f"{v:.4g}"
     return str(x)
+
+
+def anatomy_table(result_set: ResultSet) -> pd.DataFrame:
+    """One row per (variant, batch size) of the set's anatomy.csv: seconds per step of every
+    part (harness.measure.anatomy.PARTS), the step's wall time, its coverage and method, the
+    variant's level (summary.csv), and the floor of each part at that batch size from the
+    calibration the manifest stores (roofline.floor_parts; empty without one)."""
+    rows = result_set.anatomy
+    if rows.empty:
+        return pd.DataFrame()
+    wide = rows.pivot_table(
+        index=["variant", "batch_size"], columns="part", values="seconds_per_step", aggfunc="first"
+    ).reindex(columns=list(anatomy.PARTS), fill_value=0.0)
+    wide = wide.fillna(0.0)
+    facts = ["step_seconds", "unprofiled_step_seconds", "coverage", "method"]
+    facts = rows.groupby(["variant", "batch_size"])[facts].first()
+    table = wide.join(facts).reset_index()
+    levels = result_set.summary.drop_duplicates("variant").set_index("variant")["level"]
+    table["level"] = [
+        levels.get(v) if isinstance(levels.get(v), str) else v for v in table["variant"]
+    ]
+    calibration = result_set.manifest.get("calibration") or {}
+    peak, bandwidth = calibration.get("peak_gflops"), calibration.get("bandwidth_gbs")
+    flops, model = calibration.get("flops_per_sample"), calibration.get("step_bytes")
+    for part in ("gemm", "optimizer", "other_math"):
+        table[f"floor_{part}"] = np.nan
+    if peak and bandwidth and flops and model:
+        for i, batch in enumerate(table["batch_size"]):
+            floor = roofline.floor_parts(int(batch), int(flops), peak, model, bandwidth)
+            for part, seconds in floor.items():
+                table.loc[i, f"floor_{part}"] = seconds
+    return table
+
+
+def costliest_part(row: pd.Series) -> tuple[str, float] | None:
+    """The part of one anatomy row that costs the most over its floor, and by how much (seconds
+    per step); None without a floor."""
+    if pd.isna(row.get("floor_gemm")):
+        return None
+    floor = {p: float(row[f"floor_{p}"]) for p in ("gemm", "optimizer", "other_math")}
+    over = anatomy.over_floor({p: float(row[p]) for p in anatomy.PARTS}, floor)
+    part = max(over, key=lambda p: over[p])
+    return part, over[part]

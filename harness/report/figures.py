@@ -28,9 +28,11 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 from PIL import Image  # noqa: E402  (Pillow comes with matplotlib)
 
 from harness.measure import stats  # noqa: E402
+from harness.measure.anatomy import LABELS as PART_LABELS  # noqa: E402
 from harness.report.data import (  # noqa: E402
     ReportData,
     SweepData,
+    anatomy_table,
     format_number,
     ladder,
     parity_differences,
@@ -513,6 +515,75 @@ def cost_ladder(data: ReportData, palette: Palette, out: Path) -> Path | None:
     return _save(fig, out / "cost_ladder.png")
 
 
+# The parts of a step in the order they are stacked, and their colours (no variant's: a part
+# is the same colour whoever runs it).
+STEP_PARTS = {
+    "gemm": "#1f77b4",
+    "other_math": "#2ca02c",
+    "optimizer": "#ff7f0e",
+    "xla_fused": "#9467bd",
+    "rest": "#bbbbbb",
+}
+FLOOR_PARTS = ("gemm", "optimizer", "other_math")
+
+
+def step_anatomy(data: ReportData, palette: Palette, out: Path) -> Path | None:
+    """One panel per batch size: a stacked bar per variant (its step's parts, anatomy.csv) and
+    at the top the floor of the step at that batch size (GEMMs at the calibrated peak, the
+    update's and the other bytes at the calibrated bandwidth)."""
+    tables = []
+    for s in data.sets:
+        table = anatomy_table(s)
+        if not table.empty:
+            if len(data.sets) > 1:
+                table["variant"] = table["variant"] + f" @ {s.name}"
+            tables.append(table)
+    if not tables:
+        return None
+    table = pd.concat(tables, ignore_index=True)
+    sizes = sorted(table["batch_size"].unique())
+    height = 2.0 + 0.42 * (table.groupby("batch_size").size().max() + 1)
+    fig, axes = plt.subplots(1, len(sizes), figsize=(WIDTH, height), squeeze=False)
+    labelled: set[str] = set()
+    for ax, size in zip(axes[0], sizes, strict=True):
+        rows = table[table["batch_size"] == size].sort_values("step_seconds", ascending=False)
+        bars = [
+            (r["variant"], {p: float(r[p]) * 1e3 for p in STEP_PARTS})
+            for r in rows.to_dict("records")
+        ]
+        if not pd.isna(rows["floor_gemm"].iloc[0]):  # the floor depends on the batch size only
+            bars.append(
+                ("floor", {p: float(rows[f"floor_{p}"].iloc[0]) * 1e3 for p in FLOOR_PARTS})
+            )
+        for y, (_, parts) in enumerate(bars):
+            left = 0.0
+            for part, ms in parts.items():
+                label = None if part in labelled else PART_LABELS[part]
+                labelled.add(part)
+                ax.barh(y, ms, left=left, color=STEP_PARTS[part], edgecolor="white", lw=0.5,
+                        label=label)  # fmt: skip
+                left += ms
+            plain = rows["unprofiled_step_seconds"].iloc[y] if y < len(rows) else np.nan
+            label = f"{left:.3g} ms" + (
+                "" if pd.isna(plain) else f" ({plain * 1e3:.3g} unprofiled)"
+            )
+            ax.annotate(label, (left, y), xytext=(3, 0), textcoords="offset points",
+                        va="center", fontsize=8)  # fmt: skip
+        ax.set_yticks(range(len(bars)), [text(n) for n, _ in bars], fontsize=8)
+        ax.set(title=f"batch {size}", xlabel="milliseconds per training step")
+        ax.set_xlim(0, 1.35 * max(sum(p.values()) for _, p in bars))
+    handles = [h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]]
+    labels = [lab for ax in axes[0] for lab in ax.get_legend_handles_labels()[1]]
+    # upper right: beside the floor's bar, the shortest (the floor is drawn last, at the top)
+    axes[0][-1].legend(handles, labels, loc="upper right", fontsize=7)
+    coverage = ", ".join(
+        f"{v} b{b} {c:.0%}"
+        for v, b, c in zip(table["variant"], table["batch_size"], table["coverage"], strict=True)
+    )
+    _note(fig, f"share of each step the parts measured: {coverage}")
+    return _save(fig, out / "step_anatomy.png")
+
+
 # The report's figures in page order, with the heading and caption the page shows.
 FIGURES: tuple[tuple[str, str, FigureFunction], ...] = (
     (
@@ -548,6 +619,15 @@ FIGURES: tuple[tuple[str, str, FigureFunction], ...] = (
         "Each API level from the form tutorials teach (left) to the fastest form it allows "
         "(right): what every convenience costs, measured in the same suite.",
         cost_ladder,
+    ),
+    (
+        "Step anatomy",
+        "Each variant's steady step split by the framework's profiler into GEMMs, other math, "
+        "the optimizer update, XLA's fused kernels and the rest (Python, dispatch, syncs, "
+        "input), against the floor of the step at that batch size. Measured after the timed "
+        "runs (`mlpbench run --anatomy`): the profiler slows what it watches, so the bars are "
+        "longer than the throughput figure's steps.",
+        step_anatomy,
     ),
     (
         "First step",

@@ -14,10 +14,13 @@ import numpy as np
 import pandas as pd
 
 from harness.measure import stats
+from harness.measure.anatomy import LABELS as PART_LABELS
 from harness.report import task
 from harness.report.data import (
     ReportData,
     SweepData,
+    anatomy_table,
+    costliest_part,
     format_number,
     ladder,
     noisy_runs,
@@ -46,7 +49,8 @@ def verdict(data: ReportData) -> list[Finding]:
         findings += [_parity(data), _accuracy(data)]
     findings += [Finding(topic, text) for topic, text in learning_findings(data.sets)]
     findings += [Finding(topic, text) for topic, text in task.findings(data)]
-    findings += [_speed(data), _ladder(data), _first_step(data), _target(data), _overhead(data)]
+    findings += [_speed(data), _ladder(data), _anatomy(data), _first_step(data), _target(data)]
+    findings += [_overhead(data)]
     return [f for f in findings if f is not None]
 
 
@@ -185,6 +189,42 @@ def _ladder(data: ReportData) -> Finding | None:
     if not sentences:
         return None
     return Finding("Cost ladder", "; ".join(sentences) + ".")
+
+
+def _anatomy(data: ReportData) -> Finding | None:
+    """Per level and batch size: of its fastest profiled form, the part of the step that costs
+    the most over its floor (anatomy.csv against the manifest's calibration)."""
+    sentences = []
+    for s in data.sets:
+        table = anatomy_table(s)
+        if table.empty:
+            continue
+        where = f" ({s.name})" if len(data.sets) > 1 else ""
+        for (level, batch), rows in table.groupby(["level", "batch_size"], sort=False):
+            # by its speed without the profiler, which slows some forms more than others
+            speed = rows["unprofiled_step_seconds"].fillna(rows["step_seconds"])
+            fastest = rows.loc[speed.idxmin()]
+            found = costliest_part(fastest)
+            step = f"{fastest['step_seconds'] * 1e3:.3g} ms per step profiled"
+            if not pd.isna(fastest["unprofiled_step_seconds"]):
+                step += f" ({fastest['unprofiled_step_seconds'] * 1e3:.3g} ms unprofiled)"
+            if found is None:
+                sentences.append(
+                    f"{level}{where}, batch {batch}: {fastest['variant']} takes {step} "
+                    "(no calibration: no floor to hold it against)"
+                )
+                continue
+            part, over = found
+            floor = sum(float(fastest[f"floor_{p}"]) for p in ("gemm", "optimizer", "other_math"))
+            sentences.append(
+                f"{level}{where}, batch {batch}: {fastest['variant']} takes {step} "
+                f"against a floor of {floor * 1e3:.3g} ms; its costliest part over its "
+                f"floor is {PART_LABELS[part]}, {over * 1e3:.3g} ms per step over "
+                f"(parts measured: {fastest['coverage']:.0%} of the step)"
+            )
+    if not sentences:
+        return None
+    return Finding("Step anatomy", "; ".join(sentences) + ".")
 
 
 def _parity(data: ReportData) -> Finding:

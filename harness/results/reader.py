@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,10 @@ class ResultSet:
     summary: pd.DataFrame
     epochs: pd.DataFrame
     steps: pd.DataFrame
+    # anatomy.csv, empty when the suite did not break its steps down (harness/run/anatomy.py)
+    anatomy: pd.DataFrame = field(
+        default_factory=lambda: storage.empty_frame(storage.ANATOMY_COLUMNS)
+    )
 
     @property
     def config(self) -> dict[str, Any]:
@@ -80,6 +84,7 @@ def read_results(path: Path) -> ResultSet:
         summary=_with_manifest_runs(summary, results.manifest),
         epochs=results.epochs,
         steps=results.steps,
+        anatomy=results.anatomy,
     )
 
 

@@ -8,7 +8,7 @@ import fcntl
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,9 @@ MANIFEST = "manifest.json"
 STEPS = "steps.csv"
 EPOCHS = "epochs.csv"
 SUMMARY = "summary.csv"
+# Where each variant's step goes, part by part (harness/run/anatomy.py); only in a suite run
+# with --anatomy, or written by `mlpbench anatomy`.
+ANATOMY = "anatomy.csv"
 LOCK = ".lock"  # held by the one suite writing the folder
 TEMPORARY = ".*.tmp"  # a write cut short by a kill (see _write_atomic)
 
@@ -87,6 +90,20 @@ SUMMARY_COLUMNS = [
     "floor_fraction",
     "harness_overhead",
 ]
+# One row per (variant, batch size, part of harness.measure.anatomy.PARTS): seconds per step of
+# the part, the step's wall time while profiled, the share of it the parts measured, the same
+# steps' time unprofiled (just before), the steps profiled and how the parts were obtained.
+ANATOMY_COLUMNS = [
+    "variant",
+    "batch_size",
+    "part",
+    "seconds_per_step",
+    "step_seconds",
+    "coverage",
+    "unprofiled_step_seconds",
+    "steps",
+    "method",
+]
 # Integer and boolean columns that may hold missing values: read them as pandas' nullable
 # dtypes so that a failed run's empty cell does not turn the whole column into floats.
 _NULLABLE = {
@@ -103,6 +120,8 @@ _NULLABLE = {
     "parity_steps_within": "Int64",
     "jit_compile": "boolean",
     "steps_per_execution": "Int64",
+    "batch_size": "Int64",
+    "steps": "Int64",
 }
 
 # What a run can end as (a manifest's runs, summary.csv's status): any other is refused on reading.
@@ -141,6 +160,8 @@ class Results:
     steps: pd.DataFrame
     epochs: pd.DataFrame
     summary: pd.DataFrame
+    # empty in a folder without anatomy.csv (a suite run without --anatomy, or before it existed)
+    anatomy: pd.DataFrame = field(default_factory=lambda: empty_frame(ANATOMY_COLUMNS))
 
     @property
     def runs(self) -> pd.DataFrame:
@@ -315,16 +336,29 @@ def load_results(path: str | Path) -> Results:
         steps=_read_csv(path / STEPS, STEPS_COLUMNS + output_loss_columns(manifest)),
         epochs=_read_csv(path / EPOCHS, EPOCHS_COLUMNS),
         summary=_read_csv(path / SUMMARY, SUMMARY_COLUMNS),
+        anatomy=_read_csv(path / ANATOMY, ANATOMY_COLUMNS),
     )
+
+
+def read_anatomy(path: Path) -> pd.DataFrame:
+    """anatomy.csv of the results folder `path`; empty if it has none."""
+    return _read_csv(Path(path) / ANATOMY, ANATOMY_COLUMNS)
+
+
+def write_anatomy(path: Path, frame: pd.DataFrame) -> None:
+    """anatomy.csv in the results folder `path`, every digit kept."""
+    write_csv(Path(path) / ANATOMY, frame, ANATOMY_COLUMNS, 17)
 
 
 # Reading checks: a damaged or hand-edited folder is refused with one line naming the file, the
 # field and what it holds, instead of failing later, deep in a report, with a traceback.
 
 # The CSV columns that hold text; every other column holds numbers (booleans in _NULLABLE's).
-TEXT_COLUMNS = ("variant", "status", "error", "api_level", "device", "level", "source_sha256")
+TEXT_COLUMNS = (
+    "variant", "status", "error", "api_level", "device", "level", "source_sha256", "part", "method"
+)  # fmt: skip
 # Columns that say which run (epoch, step) a row belongs to: never empty.
-KEY_COLUMNS = {"variant", "seed", "status", "epoch", "step"}
+KEY_COLUMNS = {"variant", "seed", "status", "epoch", "step", "part", "batch_size"}
 # Number columns that hold whole numbers.
 WHOLE_COLUMNS = {"seed", "epoch", "step"} | {c for c, t in _NULLABLE.items() if t == "Int64"}
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
@@ -354,7 +388,9 @@ def _column(path: Path, frame: pd.DataFrame, column: str) -> pd.Series:
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         row = frame.iloc[i]
-        run = f" ({row['variant']} seed {row['seed']})" if column != "seed" else ""
+        # the run the row belongs to; anatomy.csv's rows name a variant and a batch size
+        which = f"seed {row['seed']}" if "seed" in row else f"batch size {row.get('batch_size')}"
+        run = f" ({row['variant']} {which})" if column != "seed" else ""
         raise ResultsError(
             f"{path}, row {i + 1}{run}: {column} is {_short(values.iloc[i])}, not {expected}; "
             f"{DAMAGED}"

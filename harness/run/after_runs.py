@@ -1,7 +1,8 @@
 """What a suite measures of the machine and of the harness itself, after its runs so that it
 disturbs none of them, each in a process of its own: the roofline at the task's sizes (GEMM
-throughput and memory bandwidth, harness/measure/calibrate.py) and the harness' overhead
-(harness/run/overhead.py). Each is an activity on the manifest's timeline, which the isolation
+throughput and memory bandwidth, harness/measure/calibrate.py), the harness' overhead
+(harness/run/overhead.py) and, asked for with --anatomy, each variant's step part by part
+(harness/run/anatomy.py). Each is an activity on the manifest's timeline, which the isolation
 check holds against the timed windows. A failure leaves only its columns empty."""
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pandas as pd
+
 import variants
 from harness.measure import calibrate
+from harness.results import storage
 from harness.run import cluster
+from harness.run.anatomy import rows as anatomy_rows
 from harness.run.config import RunConfig
 from harness.run.launch import Launcher
 from variants.base import optimizer_to_dict
@@ -70,6 +75,8 @@ class AfterRuns:
         sizes += ["--batch-size", str(self.config.batch_size)]
         if self.config.overhead == "all":
             self._overhead_by_variant(sizes)
+        if self.config.anatomy:
+            self._anatomy(sizes)
         if not self.config.calibrate:
             return
         spec = self.manifest["tasks"][str(self.config.seeds[0])]
@@ -129,11 +136,42 @@ class AfterRuns:
             if done[name].get("ratio_median"):
                 self.note(f"harness/bare of {name}: {done[name]['ratio_median']:.3f}")
 
-    def _run_module(self, module: str, argv: list[str]) -> dict[str, Any]:
+    def _anatomy(self, sizes: list[str]) -> None:
+        """--anatomy: every single-process variant's steady step, part by part, at the suite's
+        batch size and on its data, each in a process of its own under the framework's
+        profiler, into anatomy.csv (a resumed suite keeps the variants it has)."""
+        done = storage.read_anatomy(self.config.out)
+        have = set(done["variant"]) if not done.empty else set()
+        data = ["--dataset", self.config.dataset, "--dtype", self.config.dtype]
+        data += ["--data-dir", self.config.data_dir] if self.config.data_dir else []
+        data += ["--optimizer", json.dumps(optimizer_to_dict(self.config.optimizer))]
+        data += ["--seed", str(self.config.seeds[0]), "--steps", "0"]  # a whole steady epoch
+        frames = [done] if have else []
+        for name in self.config.variants:
+            path = self.config.path_of(name)
+            if name in have or cluster.layout(path) != "single":
+                continue
+            self.note(f"breaking down the step of {name} under the profiler")
+            argv = ["--variant", name if name in self.config.registry else path, *sizes, *data]
+            argv += [
+                "--task",
+                self.config.task,
+                "--spec-options",
+                json.dumps(self.config.spec_options),
+            ]
+            # a warm-up epoch, one timed unprofiled and one profiled: each as slow as a run's
+            # epochs can be
+            result = self._run_module("harness.run.anatomy", argv, 3 * self.config.timeout + 60)
+            if "error" in result:
+                continue
+            frames.append(pd.DataFrame(anatomy_rows(result)))
+            storage.write_anatomy(self.config.out, pd.concat(frames, ignore_index=True))
+
+    def _run_module(self, module: str, argv: list[str], timeout: float = 300) -> dict[str, Any]:
         """`python -m module argv` (warm if possible), its JSON output or {"error": why}."""
         try:
             with activity(self.manifest, module):
-                code, stdout = self.launcher.run_module(module, argv, timeout=300)
+                code, stdout = self.launcher.run_module(module, argv, timeout=timeout)
             if code == 0:
                 return json.loads(stdout)
             error = f"{module} exited with status {code}"

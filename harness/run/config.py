@@ -23,6 +23,7 @@ ABLATIONS = ("initializer", "batch_order", "optimizer", "dtype")
 RESUMABLE_CHANGES = (
     "timeout", "jobs", "calibrate", "retry_noisy", "parity_tolerance", "overhead", "aa_groups",
     "parity_prefix_steps",
+    "anatomy",
 )  # fmt: skip
 
 
@@ -60,6 +61,7 @@ class RunConfig:
     # cores a window left idle that its variant used elsewhere, that make it underused
     underused_threshold: float = cores.UNDERUSED_CORES
     overhead: str = "reference"  # whose harness/bare ratio is measured: "reference" or "all"
+    anatomy: bool = False  # break each single-process variant's step down after the runs
     dtype: str = "float32"  # of the data, the weights and the training (variants/base.py DTYPES)
     mode: str = "controlled"  # or "as-written": each level its own way (MODES)
     ablate: str | None = None  # as-written: what is handed back to the harness (ABLATIONS)
@@ -125,6 +127,7 @@ class RunConfig:
             # only when asked for, so that suites from before the option still resume
             **({"workers": self.workers} if self.workers > 1 else {}),
             **({"overhead": self.overhead} if self.overhead != "reference" else {}),
+            **({"anatomy": True} if self.anatomy else {}),
             **({"dtype": self.dtype} if self.dtype != "float32" else {}),
             **({"mode": self.mode} if self.mode != "controlled" else {}),
             **({"ablate": self.ablate} if self.ablate else {}),
