@@ -17,6 +17,7 @@ from harness.cli import anatomy as anatomy_cli  # anatomy
 from harness.cli import report as report_cli  # report, compare, export-tensorboard
 from harness.cli.errors import PROG, fail
 from harness.results import scores
+from harness.run.affinity import MODES as AFFINITY_MODES
 from harness.run.config import ABLATIONS, MODES
 from harness.run.device import DEVICES
 from variants.base import DTYPES, OPTIMIZERS
@@ -344,6 +345,14 @@ def _measurement(g: argparse._ArgumentGroup, *, sweep: bool) -> None:
         metavar="N",
         help="measure a run again, up to N times, while other processes' CPU during its timed "
         "epochs (foreign CPU, recorded for every run) says it was disturbed; default: 0",
+    )
+    g.add_argument(
+        "--thread-affinity",
+        choices=AFFINITY_MODES,
+        default="round-robin",
+        help="round-robin: before every timed window, each of a worker's threads is placed on a "
+        "CPU of its own in turn (harness/run/affinity.py), which keeps multi-threaded variants "
+        "at one speed; none: where the kernel puts them; default: round-robin",
     )
     g.add_argument(
         "--precision",

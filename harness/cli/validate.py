@@ -284,6 +284,7 @@ def make_config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         workers=args.workers,
         retry_noisy=args.retry_noisy,
         precision=getattr(args, "precision", None),
+        thread_affinity=getattr(args, "thread_affinity", "round-robin"),
         budget=_budget(args),
         overhead=args.overhead,
         anatomy=getattr(args, "anatomy", False),

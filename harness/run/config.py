@@ -69,6 +69,8 @@ class RunConfig:
     # (stats.relative_half_width), or `budget` seconds of the suite have passed
     precision: float | None = None
     budget: float | None = None
+    # where the worker's threads run (harness/run/affinity.py): "round-robin" or "none"
+    thread_affinity: str = "round-robin"
     task: str = "mlp"  # the model family (variants.TASKS, variants.base SPECS)
     task_options: tuple[tuple[str, Any], ...] = ()  # what the family adds (wide-deep: loss_weights)
 
@@ -132,6 +134,9 @@ class RunConfig:
             **({"mode": self.mode} if self.mode != "controlled" else {}),
             **({"ablate": self.ablate} if self.ablate else {}),
             **({"precision": self.precision, "budget": self.budget} if self.precision else {}),
+            # where the workers' threads ran: it changes every speed figure (absent: the kernel's
+            # placement, in folders from before it was set)
+            "thread_affinity": self.thread_affinity,
             # the model family and what it adds to the MLP's spec (the mlp's absent, as before)
             **(
                 {
@@ -161,6 +166,7 @@ def check_resumable(config: RunConfig, manifest: dict[str, Any]) -> None:
     # the defaults are not stored
     stored_when_not = {
         "workers": 1, "dtype": "float32", "mode": "controlled", "ablate": None, "task": "mlp",
+        "thread_affinity": "none",
         "warmup_epochs": scores.WARMUP_EPOCHS, "underused_threshold": cores.UNDERUSED_CORES,
     }  # fmt: skip
     old, new = {**stored_when_not, **old}, {**stored_when_not, **new}

@@ -449,6 +449,7 @@ class Suite:
             workers=self.config.workers,
             mode=self.config.mode,
             ablate=self.config.ablate,
+            thread_affinity=self.config.thread_affinity,
         )
         self.listener.run_started(record)
         warm = self._warm(record.variant)

@@ -41,7 +41,7 @@ import numpy as np
 import variants
 from harness.measure import noise
 from harness.results import scores
-from harness.run import lifetime
+from harness.run import affinity, lifetime
 from harness.task import Task
 from variants.base import AsWritten, NotExpressible, optimizer_from_dict
 
@@ -79,6 +79,9 @@ class WorkerConfig:
     event_fd: int | None = None
     mode: str = "controlled"  # one of MODES
     ablate: str | None = None  # as-written only: one of ABLATIONS, handed back to the harness
+    # harness/run/affinity.py: "round-robin" places every thread on a CPU of its own before each
+    # timed window (single-process variants: the ranks of a cluster share the CPUs)
+    thread_affinity: str = "none"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -254,7 +257,10 @@ def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any
             build_seconds=time.perf_counter() - t0,
             **keras_compiled(variant),
         )
+        pin = config.thread_affinity == "round-robin" and not getattr(cls, "distributed", False)
         for epoch in range(1, config.epochs + 1):
+            if pin:  # outside the window: threads started since are placed too
+                affinity.pin_threads()
             if own_order:
                 x, y = task.spec.inputs(task.x_train), task.y_train
             else:
@@ -268,6 +274,8 @@ def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any
                 returned = window.time(variant.train_epoch, _rows(x, first), y[first], bs)
                 extra["first_step_seconds"] = time.time() - started
                 losses = _step_losses(returned, min(n, bs), bs, outputs)
+                if pin:  # the frameworks start their thread pools in the first step
+                    affinity.pin_threads()
                 if n > bs and np.all(np.isfinite(losses)):
                     returned = window.time(variant.train_epoch, _rows(x, rest), y[rest], bs)
                     losses = np.concatenate([losses, _step_losses(returned, n - bs, bs, outputs)])
