@@ -160,6 +160,7 @@ def _moved_most(base: dict, changed: dict, part: str, at_least: float) -> None:
     assert deltas[part] > 2 * max(others.values()), deltas
 
 
+@pytest.mark.system  # a profiled run per cost: the sleep test stands for them in `make test`
 @pytest.mark.serial
 def test_an_extra_update_pass_moves_the_optimizer_part():
     from tests import anatomy_variants as av
@@ -184,6 +185,7 @@ def test_sleeping_in_python_moves_the_rest():
     _moved_most(base, sleepy, "rest", at_least=0.8 * av.SLEEP)
 
 
+@pytest.mark.system  # a profiled run per cost: the sleep test stands for them in `make test`
 @pytest.mark.serial
 def test_numpy_breakdown_moves_the_update_and_the_rest():
     """The NumPy path (cProfile and GEMMs timed alone) on the same two costs."""
@@ -203,6 +205,7 @@ def test_numpy_breakdown_moves_the_update_and_the_rest():
     _moved_most(base, sleepy, "rest", at_least=0.8 * an.SLEEP)
 
 
+@pytest.mark.system  # a profiled run per cost: the sleep test stands for them in `make test`
 @pytest.mark.serial
 def test_an_xla_step_is_split_into_its_dots_and_fused_kernels():
     from harness.run.anatomy import measure

@@ -124,7 +124,10 @@ def test_float64_parity_holds_at_every_step(name, optimizer_name, float64_task, 
     )
 
 
-@pytest.mark.parametrize("name", list(VARIANTS))
+# XLA compiles each of the three builds for seconds: its as-written run in the system tier
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=[pytest.mark.system] if "xla" in n else []) for n in VARIANTS
+])  # fmt: skip
 def test_as_written_initialises_and_shuffles_from_its_seed(name, float32_task):
     """As written, the variant draws its own weights and shuffles its own way, both from the
     seed: the same seed trains the same run, another seed another."""
