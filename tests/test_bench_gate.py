@@ -44,7 +44,7 @@ def bench(out: Path, slowdown: str | None = None, base: Path | None = None) -> P
         "pytest",
         "tests/benchmarks",
         "-k",
-        "train_steps and numpy_scratch",
+        "train_steps and numpy_scratch and not wide_deep",
     ]
     cmd += ["--benchmark-only", f"--benchmark-json={out}", "-q", "-p", "no:cacheprovider"]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
