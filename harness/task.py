@@ -100,6 +100,11 @@ class Task:
             )
 
 
+def input_rows(x: Any, rows: slice) -> Any:
+    """Samples `rows` of a variant's input (`spec.inputs`): one array, or a tuple of arrays."""
+    return tuple(a[rows] for a in x) if isinstance(x, tuple) else x[rows]
+
+
 WEIGHTS, ORDERS = 0, 1  # the seed's independent streams (SeedSequence spawn keys)
 ORDER_RULE = "permutation per epoch, SeedSequence(seed, spawn_key=(1, epoch))"
 

@@ -376,7 +376,7 @@ def summarize(
 
 
 def throughput_half_widths(
-    steps: pd.DataFrame, epochs: pd.DataFrame, summary: pd.DataFrame, manifest: Mapping[str, Any]
+    epochs: pd.DataFrame, summary: pd.DataFrame, manifest: Mapping[str, Any]
 ) -> dict[str, float]:
     """Each variant's throughput interval (stats.relative_half_width: +-0.05 is +-5 %) from its
     ok runs that outside load left undisturbed: a process (seed) per run, its steady windows
@@ -386,7 +386,6 @@ def throughput_half_widths(
 
     from harness.measure import stats  # SciPy: a second to import, which a worker must not pay
 
-    del steps  # the same frames as summarize takes; speed needs only the epochs
     if epochs.empty:
         return {}
     quiet = summary[summary["status"].eq("ok") & ~summary["noisy"].eq(True)]

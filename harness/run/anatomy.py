@@ -35,7 +35,7 @@ import variants
 from harness.measure import anatomy
 from harness.measure.roofline import gemm_shapes
 from harness.run import cluster
-from harness.task import Task, make_task
+from harness.task import Task, input_rows, make_task
 from variants.base import Adam, ModelSpec, optimizer_from_dict, optimizer_to_dict
 
 DEFAULT_STEPS = 100  # a few seconds of the slowest single-process variant on Fashion-MNIST
@@ -67,9 +67,7 @@ def measure(
         np.asarray(instance.train_epoch(x, y, batch_size))  # epoch 1: tracing, compilation
         x, y = task.epoch_data(1)
         n = len(y) if steps is None else min(len(y), steps * batch_size)
-        # a task's inputs: one array, or a tuple of them (wide & deep)
-        x = tuple(a[:n] for a in x) if isinstance(x, tuple) else x[:n]
-        y = y[:n]
+        x, y = input_rows(x, slice(n)), y[:n]
         n_steps = -(-n // batch_size)
         # The same call unprofiled first: it traces again if the number of samples is new, and
         # its time says how much the profiler slowed the profiled one (by 1.2x to 3.5x on

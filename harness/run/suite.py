@@ -404,9 +404,8 @@ class Suite:
         if budget is not None and time.monotonic() - self._began > budget:
             self.listener.note(f"--budget {budget:g} s spent: no more processes added")
             return False
-        widths = scores.throughput_half_widths(
-            *self.results.frames(), self.summary(), self.manifest
-        )
+        _, epochs = self.results.frames()
+        widths = scores.throughput_half_widths(epochs, self.summary(), self.manifest)
         wide = [v for v in self.config.variants if widths.get(v, 0.0) > precision]
         if not wide:
             return False

@@ -42,7 +42,7 @@ import variants
 from harness.measure import noise
 from harness.results import scores
 from harness.run import affinity, lifetime
-from harness.task import Task
+from harness.task import Task, input_rows
 from variants.base import AsWritten, NotExpressible, optimizer_from_dict
 
 
@@ -141,11 +141,6 @@ def _step_losses(returned: Any, n: int, batch_size: int, outputs: int = 0) -> np
             f"{batch_size}; expected {expected}{each}"
         )
     return raw.astype(np.float64).reshape(shape)
-
-
-def _rows(x: Any, rows: slice) -> Any:
-    """Samples `rows` of a variant's input: one array, or a tuple of arrays (several inputs)."""
-    return tuple(a[rows] for a in x) if isinstance(x, tuple) else x[rows]
 
 
 def _check_finite(losses: np.ndarray, epoch: int, first_step: int) -> None:
@@ -271,13 +266,13 @@ def train(config: WorkerConfig, events: Events, started: float) -> dict[str, Any
                 # end of step 1 is observable. Time from process start: imports, build, tracing.
                 window = Window()
                 first, rest = slice(None, bs), slice(bs, None)
-                returned = window.time(variant.train_epoch, _rows(x, first), y[first], bs)
+                returned = window.time(variant.train_epoch, input_rows(x, first), y[first], bs)
                 extra["first_step_seconds"] = time.time() - started
                 losses = _step_losses(returned, min(n, bs), bs, outputs)
                 if pin:  # the frameworks start their thread pools in the first step
                     affinity.pin_threads()
                 if n > bs and np.all(np.isfinite(losses)):
-                    returned = window.time(variant.train_epoch, _rows(x, rest), y[rest], bs)
+                    returned = window.time(variant.train_epoch, input_rows(x, rest), y[rest], bs)
                     losses = np.concatenate([losses, _step_losses(returned, n - bs, bs, outputs)])
             else:
                 window = Window()

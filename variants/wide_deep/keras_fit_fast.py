@@ -17,8 +17,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from variants.base import WideDeepSpec
-from variants.wide_deep.keras_common import OUTPUTS, KerasFit, hidden_names
+from variants.wide_deep.keras_common import OUTPUTS
+from variants.wide_deep.keras_functional import KerasFunctional
 
 MAX_STEPS = 1 << 16  # steps of one epoch the buffer holds: 60,000 samples at batch size 1
 
@@ -42,25 +42,13 @@ class StepLosses(keras.metrics.Metric):
         return self.count
 
 
-class KerasFitJIT(KerasFit):
+class KerasFitJIT(KerasFunctional):  # the same functional model, trained the fastest way
     name = "keras_fit_jit"
     api_level = "Keras Functional API + fit, steps_per_execution = the epoch, jit_compile=True"
     level, rung = "Keras", 3
     task = "wide-deep"
     jit_compile = True
     steps_per_execution = MAX_STEPS  # one execution runs until the epoch's data ends
-
-    def make_model(self, spec: WideDeepSpec) -> keras.Model:
-        wide = keras.Input(shape=(spec.wide_size,), name="wide")
-        deep = keras.Input(shape=(spec.input_size,), name="deep")
-        h = deep
-        for size, name in zip(spec.hidden, hidden_names(spec), strict=True):
-            h = keras.layers.Dense(size, activation="relu", name=name)(h)
-        main = keras.layers.Dense(spec.num_classes, name="main")(
-            keras.layers.Concatenate()([wide, h])
-        )
-        aux = keras.layers.Dense(spec.num_classes, name="aux")(h)
-        return keras.Model(inputs=[wide, deep], outputs={"main": main, "aux": aux})
 
     def loss_metrics(self) -> dict[str, list[keras.metrics.Metric]]:
         self.step_losses = {output: StepLosses() for output in OUTPUTS}
