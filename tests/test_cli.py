@@ -126,3 +126,23 @@ def test_force_refuses_a_folder_that_is_not_results(tmp_path):
     )
     assert_one_line_error(result)
     assert (tmp_path / "precious.txt").exists()
+
+
+@pytest.mark.parametrize("task", list(variants.TASKS))
+def test_the_default_suite_has_every_level_and_its_aa_control(task):
+    """Without --variants a suite runs every level of the task (one form each) and all of an
+    A/A group: a default run can state its resolution."""
+    import argparse
+
+    from harness.cli.validate import select_variants
+
+    args = argparse.Namespace(task=task, variants=None, variant=[], parity=True)
+    chosen = [name for name, _ in select_variants(args)]
+    assert chosen == list(variants.DEFAULT[task])
+    registry = variants.registry(task)
+    # the data-parallel variants carry no level (None): they are one of their own here
+    levels = {getattr(variants.load(p), "level", None) for p in registry.values()}
+    assert levels == {getattr(variants.load(registry[n]), "level", None) for n in chosen}
+    assert any(set(group) <= set(chosen) for group in variants.IDENTICAL[task])
+    every = argparse.Namespace(task=task, variants="all", variant=[], parity=True)
+    assert [name for name, _ in select_variants(every)] == list(registry)

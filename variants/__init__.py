@@ -47,6 +47,25 @@ TASKS: dict[str, dict[str, str]] = {"mlp": REGISTRY, "wide-deep": WIDE_DEEP}
 
 REFERENCE = "numpy_scratch"  # in every task
 
+# What `mlpbench run` runs without --variants: every level once, in the form its own guide
+# teaches as the way to train (TF2 core: the step in `tf.function`, "Better performance with
+# tf.function"; eager is the debugging form, first on the ladder), and all three Keras APIs,
+# whose identical computations give the suite its A/A resolution (IDENTICAL, below). The
+# ladders' other rungs come with `--variants all`.
+DEFAULT: dict[str, tuple[str, ...]] = {
+    "mlp": (
+        "numpy_scratch",
+        "tf1_graph",
+        "tf2_function",
+        "keras_sequential",
+        "keras_functional",
+        "keras_subclass",
+        "tf_keras_sequential",
+        "tf2_multiworker",
+    ),
+    "wide-deep": tuple(WIDE_DEEP),
+}
+
 # Variants that run the same computation and differ only in how the model is written: a built
 # Keras 3 `Sequential` delegates `call` to a `Functional` inside it, and the subclass stacks the
 # same layers (on wide & deep, the subclass' `call` wires the Functional model's layers). Any

@@ -47,7 +47,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             table.add_column(column, justify="right" if column == "LOC" else "left")
         for name, path in registry.items():
             info = loc.source_info(path)
-            label = f"{name} (reference)" if name == variants.REFERENCE else name
+            marks = ["reference"] if name == variants.REFERENCE else []
+            marks += ["default"] if name in variants.DEFAULT[task] else []
+            label = f"{name} ({', '.join(marks)})" if marks else name
             if info is None:
                 table.add_row(label, "[red]module not found[/]", "-", path)
             else:

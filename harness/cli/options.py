@@ -193,9 +193,10 @@ def _what_to_run(g: argparse._ArgumentGroup) -> None:
     )
     g.add_argument(
         "--variants",
-        metavar="all|a,b,...",
-        help="registry names of the task (see `mlpbench list`); default: all, or none when "
-        "--variant is given",
+        metavar="default|all|a,b,...",
+        help="registry names of the task (see `mlpbench list`); all: every rung of every "
+        "level; default: every level in the form its guide teaches and the three Keras APIs "
+        "(marked in `mlpbench list`), or none when --variant is given",
     )
     g.add_argument(
         "--variant",

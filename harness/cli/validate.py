@@ -41,8 +41,10 @@ def select_variants(args: argparse.Namespace) -> list[tuple[str, str]]:
     chosen: list[tuple[str, str]] = []
     task = getattr(args, "task", "mlp")
     registry = variants.registry(task)
-    spec = args.variants if args.variants is not None else ("" if args.variant else "all")
-    names = list(registry) if spec.strip() == "all" else spec.split(",")
+    spec = args.variants if args.variants is not None else ("" if args.variant else "default")
+    names = {"all": list(registry), "default": list(variants.DEFAULT[task])}.get(
+        spec.strip(), spec.split(",")
+    )
     for name in (n.strip() for n in names):
         if not name:
             continue
@@ -51,7 +53,7 @@ def select_variants(args: argparse.Namespace) -> list[tuple[str, str]]:
             hint = f" (a variant of --task {elsewhere[0]})" if elsewhere else ""
             raise UsageError(
                 f"unknown variant {name!r} for --task {task}{hint}: use one of "
-                f"{', '.join(registry)} or all"
+                f"{', '.join(registry)}, all or default"
             )
         chosen.append((name, registry[name]))
     for path in args.variant:
