@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the suite and write a results folder",
         description="Run every (variant, seed) in a fresh process on the same task and write "
         "manifest.json, steps.csv, epochs.csv and summary.csv (results/README.md). The defaults "
-        "run the whole comparison on digits. Exit status: 0 all ok, 1 a run failed, timed out, "
+        "run every level and the three Keras APIs on digits (--variants all adds every rung of "
+        "the ladders). Exit status: 0 all ok, 1 a run failed, timed out, "
         "diverged or failed parity, 2 bad input, 130 interrupted.",
     )
     add_run_options(p, sweep=False)
