@@ -11,12 +11,13 @@ from harness.datasets import load_digits  # noqa: E402
 from harness.task import Task, make_task  # noqa: E402
 
 # System tests that neither time anything nor race anything (no speed or CPU reading, no
-# signals, ports or kill deadlines): `make test-all` runs them in its parallel part, two at a
-# time. Every other system test is also `serial`: it runs alone, after that part.
+# signals, kill deadlines or ports chosen by hand): `make test-all` runs them in its parallel
+# part, beside other tests. Every other system test is also `serial`: it runs alone, after
+# that part.
 SHARE_THE_MACHINE = {
-    "test_cli.py", "test_dtype.py", "test_parity.py", "test_report_browser.py",
-    "test_hostile_inputs.py", "test_wide_deep_suite.py", "test_wide_deep_tf.py",
-    "test_wide_deep_keras.py",
+    "test_cli.py", "test_distributed_parity.py", "test_dtype.py", "test_parity.py",
+    "test_report_browser.py", "test_hostile_inputs.py", "test_wide_deep_suite.py",
+    "test_wide_deep_float64.py", "test_wide_deep_tf.py", "test_wide_deep_keras.py",
 }  # fmt: skip
 
 

@@ -336,57 +336,6 @@ def test_a_forked_rank_hanging_after_its_result_is_killed(tmp_path, monkeypatch)
 
 @pytest.mark.system
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("name", "optimizer", "fork"),
-    [
-        ("tf2_multiworker", Adam(), False),
-        ("tf2_multiworker", Adam(), True),
-        ("tf2_multiworker", SGD(), True),
-        ("tf_keras_multiworker", Adam(), False),
-        ("tf_keras_multiworker", Adam(), True),
-    ],
-    ids=[
-        "tf2_multiworker-adam-cold",
-        "tf2_multiworker-adam-forked",
-        "tf2_multiworker-sgd-forked",
-        "tf_keras_multiworker-adam-cold",
-        "tf_keras_multiworker-adam-forked",
-    ],
-)
-def test_two_workers_match_one_process(name, optimizer, fork, digits_task, task_file, supervised):
-    run = supervised(worker_config(task_file, name, optimizer), fork=fork)
-    assert run.finish() == 0, run.log.read_text()[-2000:]
-    assert ("forked ranks" if fork else "cold ranks") in run.log.read_text()
-    assert run.final()["event"] == "done" and run.final()["workers"] == 2
-    assert run.final()["task_fingerprint"] == digits_task.fingerprint()
-    assert_parity(run.losses(), reference_losses(digits_task, optimizer))
-    # every rank kept its own log
-    assert len(list(run.tmp.glob(f"{run.name}.rank*.log"))) == 2
-
-
-@pytest.mark.system
-@pytest.mark.slow
-@pytest.mark.parametrize("optimizer", [Adam(), SGD()], ids=["adam", "sgd"])
-def test_keras_mirrored_over_two_logical_devices(optimizer, digits_task, task_file, tmp_path):
-    """One worker process, two replicas: what `--workers 2` runs for this variant."""
-    config = worker_config(task_file, "keras_mirrored", optimizer)
-    config = WorkerConfig(**{**config.__dict__, "workers": 2})
-    out = subprocess.run(
-        [sys.executable, "-m", "harness.run.worker", config.to_json()],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        cwd=ROOT,
-        timeout=TEST_SECONDS,
-    )
-    events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    assert events and events[-1]["event"] == "done", out.stderr[-2000:]
-    losses = np.concatenate([e["losses"] for e in events if e["event"] == "epoch"])
-    assert_parity(losses, reference_losses(digits_task, optimizer))
-
-
-@pytest.mark.system
-@pytest.mark.slow
 @pytest.mark.parametrize("fork", [False, True], ids=["cold", "forked"])
 def test_a_killed_rank_fails_the_run_fast_and_every_process_is_reaped(task_file, supervised, fork):
     run = supervised(worker_config(task_file, "tf2_multiworker", Adam(), epochs=2000), fork=fork)

@@ -183,6 +183,37 @@ def test_the_verdict_keeps_the_aa_group_itself_unranked(tmp_path: Path) -> None:
     assert "not resolved either" in text  # its largest gap is the resolution itself
 
 
+def control_sentence(path: Path) -> str | None:
+    data = combine([read_results(path)])
+    return next((f.sentence for f in verdict(data) if f.topic == "A/A control"), None)
+
+
+def test_the_aa_control_says_no_difference_among_identical_computations_is_resolved(
+    tmp_path: Path,
+) -> None:
+    # 5 % apart, processes 0.3 % apart: the interval alone tells subclass from sequential
+    tight = {"between": 0.003, "within": 0.005}
+    suite = write_suite(tmp_path / "s", keras_at_aa(), aa_groups=[list(KERAS)], **tight)
+    text = control_sentence(suite)
+    assert text.startswith(
+        "keras_sequential, keras_functional and keras_subclass compute the same thing: their "
+        "medians lie 5.0 % apart (keras_functional over keras_sequential 1.0"
+    ), text
+    assert "no difference among them is resolved" in text
+    named = text.split("the interval alone excludes 1 for ")[1]
+    assert "keras_subclass over keras_sequential" in named.split(":")[0]
+    # processes 2 % apart: the same medians, and no interval excludes 1
+    text = control_sentence(write_suite(tmp_path / "w", keras_at_aa(), aa_groups=[list(KERAS)]))
+    assert "5.0 % apart" in text and "interval alone" not in text
+    # the same speed: nothing to name
+    same = dict.fromkeys(KERAS, BASE)
+    text = control_sentence(write_suite(tmp_path / "same", same, aa_groups=[list(KERAS)]))
+    assert "0.0 % apart" in text and "no difference among them is resolved" in text
+    assert "interval alone" not in text
+    # no group recorded: no control to speak of
+    assert control_sentence(write_suite(tmp_path / "old", keras_at_aa())) is None
+
+
 @pytest.mark.parametrize(("gap", "verdict_word"), [(1.03, "not resolved"), (1.15, "resolved")])
 def test_the_ladder_resolves_only_beyond_the_resolution(tmp_path, gap, verdict_word) -> None:
     speeds = {**keras_at_aa(), "tf2_function": BASE, "tf2_epoch_function": BASE * gap}

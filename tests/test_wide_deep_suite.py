@@ -7,11 +7,9 @@ test_wide_deep_keras.py; this file checks what the harness adds around them."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import variants
@@ -140,30 +138,3 @@ def test_every_level_on_digits_and_the_report_in_chromium(tmp_path: Path) -> Non
     shown = chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", report.as_uri())
     assert "Task wide-deep: which API can express it" in shown.stdout
     assert "Loss of each output" in shown.stdout
-
-
-FASHION = Path("/usr/share/datasets/fashion-mnist")
-
-
-@pytest.mark.system
-@pytest.mark.skipif(not FASHION.is_dir(), reason="apt-get install dataset-fashion-mnist")
-def test_float64_fashion_mnist_parity_at_every_step(tmp_path: Path) -> None:
-    out = tmp_path / "f64"
-    names = ",".join(n for n in variants.WIDE_DEEP if n != "keras_sequential")
-    result = mlpbench(
-        "run", "--task", "wide-deep", "--variants", names, "--dataset", "fashion-mnist",
-        "--dtype", "float64", "--hidden", "128,64", "--seeds", "0", "--epochs", "2",
-        "--no-calibrate", "--out", str(out), timeout=1800,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    results = storage.load_results(out)
-    tolerance = results.manifest["config"]["parity_tolerance"]
-    assert tolerance <= 1e-9
-    summary = results.summary
-    assert summary["status"].eq("ok").all()
-    steps = results.steps
-    assert steps.groupby("variant").size().nunique() == 1  # the same steps, all of them
-    # every step of every variant within the tolerance, for the total and each output
-    assert summary["parity_steps_within"].eq(steps.groupby("variant").size().iloc[0]).all()
-    assert pd.to_numeric(summary["parity_max_abs_diff"]).max() < tolerance
-    assert json.loads((out / "manifest.json").read_text())["config"]["dtype"] == "float64"

@@ -16,6 +16,15 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
+def flush_subnormals(a: np.ndarray) -> None:
+    """Zero, in place, the values too small to be normal floats, as TensorFlow's CPU threads do
+    in hardware (flush-to-zero), a mode NumPy cannot set. A moment whose gradient stays 0 (a
+    weight of a pixel blank in the whole batch) decays through the subnormal range for a hundred
+    steps, and arithmetic on subnormals is many times slower: unflushed, this variant's epochs
+    on Fashion-MNIST slowed from 31k to 23k samples/s by the fifth."""
+    a[np.abs(a) < np.finfo(a.dtype).tiny] = 0
+
+
 def glorot_uniform(shapes: list[tuple[int, ...]], rng: np.random.Generator) -> list[np.ndarray]:
     """Kernels U(-l, l) with l = sqrt(6 / (fan_in + fan_out)), zero biases: in float64, as
     NumPy makes them."""
@@ -94,9 +103,11 @@ class NumpyScratch:
             elif isinstance(opt, Momentum):
                 m_i *= opt.momentum
                 m_i -= opt.lr * g
+                flush_subnormals(m_i)
                 p += m_i
             elif isinstance(opt, Adam):
                 m_i += (g - m_i) * (1 - opt.beta_1)
+                flush_subnormals(m_i)
                 v_i += (g * g - v_i) * (1 - opt.beta_2)
                 p -= lr_t * m_i / (np.sqrt(v_i) + opt.epsilon)
 

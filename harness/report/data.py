@@ -250,6 +250,34 @@ def underused_windows(data: ReportData) -> pd.DataFrame:
     return flagged.assign(busiest=reference)[columns]
 
 
+REPEATABLE_BAND = 0.10  # a window within +-10 % of its variant's median counts as repeatable
+
+
+def repeatability(data: ReportData, band: float = REPEATABLE_BAND) -> pd.DataFrame:
+    """Per label: how many of its steady windows (every quiet run's, underused ones included:
+    they are the slow mode this measures) lie within +-`band` of its median window, and how
+    many of those outside are flagged underused. Columns: label, windows, within (a share),
+    outside, outside_flagged. Runs that outside load disturbed (`noisy`) are left out."""
+    columns = ["label", "windows", "within", "outside", "outside_flagged"]
+    quiet = data.ok[~data.ok["noisy"].eq(True)][["label", "seed"]].drop_duplicates()
+    steady = scores.steady_rows(
+        data.epochs.merge(quiet, on=["label", "seed"], how="inner"), data.warmup_epochs
+    )
+    steady = steady[steady["epoch"] > data.warmup_epochs]  # timed windows only
+    rows = []
+    for lab, g in steady.groupby("label", sort=False):
+        sps = pd.to_numeric(g["samples_per_second"], errors="coerce")
+        g, sps = g[sps.notna()], sps.dropna()
+        if sps.empty:
+            continue
+        outside = (sps / sps.median() - 1).abs() > band
+        flagged = _underused(g)
+        rows.append({"label": lab, "windows": len(sps), "within": 1 - outside.mean(),
+                     "outside": int(outside.sum()),
+                     "outside_flagged": int((outside & flagged).sum())})  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
 def ladder(data: ReportData, aa: Resolution | None = None) -> pd.DataFrame:
     """Each level's cost ladder: its rungs in order (the form tutorials teach first), their
     median throughput, and each rung's speed-up over the rung below it: the ratio of pooled

@@ -17,6 +17,7 @@ from harness.measure import stats
 from harness.measure.anatomy import LABELS as PART_LABELS
 from harness.report import task
 from harness.report.data import (
+    REPEATABLE_BAND,
     ReportData,
     SweepData,
     anatomy_table,
@@ -25,6 +26,7 @@ from harness.report.data import (
     ladder,
     noisy_runs,
     parity_was_run,
+    repeatability,
     resolution,
     startup_breakdown,
     throughput_by_process,
@@ -32,6 +34,9 @@ from harness.report.data import (
 )
 from harness.report.learning import as_written
 from harness.report.learning import findings as learning_findings
+
+# a variant whose steady windows lie within REPEATABLE_BAND of its median this often is repeatable
+REPEATABLE_SHARE = 0.95
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,9 @@ def verdict(data: ReportData) -> list[Finding]:
         findings += [_parity(data), _accuracy(data)]
     findings += [Finding(topic, text) for topic, text in learning_findings(data.sets)]
     findings += [Finding(topic, text) for topic, text in task.findings(data)]
-    findings += [_speed(data), _ladder(data), _anatomy(data), _first_step(data), _target(data)]
+    findings += [_speed(data), _control(data), _repeatability(data), _ladder(data)]
+    findings += [_anatomy(data), _first_step(data)]
+    findings += [_target(data)]
     findings += [_overhead(data)]
     return [f for f in findings if f is not None]
 
@@ -373,6 +380,65 @@ def _speed(data: ReportData) -> Finding | None:
         if not far.resolved:
             text += f", not resolved either ({_why_not(far)})"
     return Finding("Speed", f"{text}. {control}: a smaller difference is not resolved.")
+
+
+def _control(data: ReportData) -> Finding | None:
+    """The A/A control on its own: per group of identical computations, how far apart their
+    medians lie, each pair's interval by itself, and that no difference among them is ranked.
+    A pair whose interval alone excludes 1 is named: the reason intervals alone do not decide."""
+    aa = resolution(data)
+    if not aa.measured:
+        return None
+    samples = throughput_by_process(data)
+    sentences = []
+    for group in aa.groups:
+        pairs = [(a, b) for i, a in enumerate(group) for b in group[i + 1 :]]
+        ratios = {(a, b): stats.speed_ratio(samples[a], samples[b]) for a, b in pairs}
+        med = [stats.pooled_median(samples[lab]) for lab in group]
+        apart = max(med) / min(med) - 1
+        shown = ", ".join(f"{b} over {a} {_ratio_text(r)}" for (a, b), r in ratios.items())
+        text = (
+            f"{_and(group)} compute the same thing: their medians lie {apart * 100:.1f} % "
+            f"apart ({shown}), and no difference among them is resolved"
+        )
+        apart_by_interval = [f"{b} over {a}" for (a, b), r in ratios.items() if r.resolved]
+        if apart_by_interval:
+            text += (
+                f"; the interval alone excludes 1 for {', '.join(apart_by_interval)}: "
+                "identical computations lie further apart than their intervals allow, which is "
+                "why the resolution, and not an interval alone, decides what is resolved"
+            )
+        sentences.append(text)
+    return Finding("A/A control", "; ".join(sentences) + ".")
+
+
+def _repeatability(data: ReportData) -> Finding | None:
+    """How repeatable each variant's steady windows are: the share within +-10 % of its median
+    window, the lowest named, and whether the underused flag caught the windows outside."""
+    table = repeatability(data)
+    if table.empty or table["windows"].sum() < 2:
+        return None
+    band = f"±{REPEATABLE_BAND * 100:.0f} %"
+    low, high = table["within"].min(), table["within"].max()
+    span = f"{low * 100:.0f} %" if round(low, 2) == round(high, 2) else (
+        f"{low * 100:.0f}-{high * 100:.0f} %"
+    )  # fmt: skip
+    text = f"of each variant's steady windows, {span} lie within {band} of its median window"
+    below = table[table["within"] < REPEATABLE_SHARE].sort_values("within")
+    if not below.empty:
+        text += f"; below {REPEATABLE_SHARE * 100:.0f} %: " + ", ".join(
+            f"{r.label} {r.within * 100:.0f} % of {r.windows}" for r in below.itertuples()
+        )
+    outside, caught = int(table["outside"].sum()), int(table["outside_flagged"].sum())
+    if outside:
+        text += f"; {caught} of the {outside} window(s) outside it were flagged underused" + (
+            " (the others are spread the flag does not explain)" if caught < outside else ""
+        )
+    return Finding("Repeatability", text[0].upper() + text[1:] + ".")
+
+
+def _and(names: Sequence[str]) -> str:
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
 
 
 def _ratio_text(r: stats.SpeedRatio, what: str = "") -> str:
