@@ -21,11 +21,22 @@ SHARE_THE_MACHINE = {
 }  # fmt: skip
 
 
+# The files that take longest, handed out first: pytest-xdist gives each process a whole file
+# (`--dist loadfile`) in collection order, and one of these started last would keep one process
+# busy long after the other has finished.
+LONGEST_FIRST = (
+    "test_wide_deep_float64.py", "test_wide_deep_suite.py", "test_parity.py",
+    "test_hostile_inputs.py", "test_distributed_parity.py", "test_wide_deep_keras.py",
+)  # fmt: skip
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects by markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("system") and item.path.name not in SHARE_THE_MACHINE:
             item.add_marker(pytest.mark.serial)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
 
 
 EPOCHS = 3

@@ -4,8 +4,9 @@ keeps the main thread busy for a fixed fraction of the time the training took, s
 takes that fraction longer whatever the machine's speed. Busy, not asleep: a sleeping worker
 leaves its cores idle and would be flagged underused rather than measured slower.
 
-Each slowed variant has a ladder of its own whose bottom rung is an unchanged twin, so the
-report judges it against a twin that ran in the same suite, rung over rung.
+Both stand on keras_sequential's ladder, above it: 3 % slower than keras_sequential (rung 1),
+then 15 % slower than it (rung 2, 1.15 / 1.03 times as slow as rung 1), so the report judges
+each against the rung below it, measured in the same suite.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from variants.keras_sequential import KerasSequential
 
 
 class _Slowed(KerasSequential):
+    level = "Keras"
     slowdown = 0.0  # the epoch takes (1 + slowdown) times as long as keras_sequential's
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
@@ -29,17 +31,9 @@ class _Slowed(KerasSequential):
         return losses
 
 
-class Twin15(_Slowed):
-    name, level, rung = "keras_twin15", "15 % slower", 0
+class Slower3(_Slowed):
+    name, rung, slowdown = "keras_slower3", 1, 0.03
 
 
 class Slower15(_Slowed):
-    name, level, rung, slowdown = "keras_slower15", "15 % slower", 1, 0.15
-
-
-class Twin3(_Slowed):
-    name, level, rung = "keras_twin3", "3 % slower", 0
-
-
-class Slower3(_Slowed):
-    name, level, rung, slowdown = "keras_slower3", "3 % slower", 1, 0.03
+    name, rung, slowdown = "keras_slower15", 2, 0.15
