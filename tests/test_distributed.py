@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -85,9 +86,20 @@ class Run:
         return self.events[-1]
 
     def finish(self, timeout: float = TEST_SECONDS) -> int:
-        while self.next_event() is not None:
-            pass
-        return self.process.wait(timeout=timeout)
+        """Every event until the supervisor exits. Past `timeout` seconds its group is killed,
+        so a cluster that never ends fails the test (status -9) instead of hanging it."""
+        timer = threading.Timer(timeout, self._kill_group)
+        timer.start()
+        try:
+            while self.next_event() is not None:
+                pass
+            return self.process.wait()
+        finally:
+            timer.cancel()
+
+    def _kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
     def rank_pids(self) -> list[int]:
         return [int(p) for p in re.findall(r"rank \d+: pid (\d+)", self.log.read_text())]
