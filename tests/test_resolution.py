@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from harness.report.compare import compare_dirs
-from harness.report.data import combine, ladder, resolution, throughput_by_process
+from harness.report.data import combine, ladder, repeatability, resolution, throughput_by_process
 from harness.report.verdict import verdict
 from harness.results import storage
 from harness.results.reader import read_results
@@ -212,6 +212,26 @@ def test_the_aa_control_says_no_difference_among_identical_computations_is_resol
     assert "interval alone" not in text
     # no group recorded: no control to speak of
     assert control_sentence(write_suite(tmp_path / "old", keras_at_aa())) is None
+
+
+def test_repeatability_names_the_variants_whose_windows_scatter(tmp_path: Path) -> None:
+    # windows 3 % apart lie within +-10 % of their median; 15 % apart, a third of them do not
+    steady = write_suite(tmp_path / "steady", keras_at_aa(), aa_groups=[list(KERAS)])
+    loose = write_suite(tmp_path / "loose", keras_at_aa(), aa_groups=[list(KERAS)], within=0.15)
+    table = repeatability(combine([read_results(steady)])).set_index("label")
+    assert table["windows"].eq(len(SEEDS) * (EPOCHS - 1)).all()  # the timed windows after epoch 1
+    assert table["within"].min() >= 0.95
+    text = next(
+        f.sentence for f in verdict(combine([read_results(steady)])) if f.topic == "Repeatability"
+    )
+    assert "below 95 %" not in text and "outside it" not in text
+    table = repeatability(combine([read_results(loose)]))
+    assert (table["within"] < 0.8).all() and table["outside_flagged"].eq(0).all()
+    text = next(
+        f.sentence for f in verdict(combine([read_results(loose)])) if f.topic == "Repeatability"
+    )
+    assert "below 95 %: " in text and "keras_sequential " in text
+    assert f"0 of the {table['outside'].sum()} window(s) outside it were flagged underused" in text
 
 
 @pytest.mark.parametrize(("gap", "verdict_word"), [(1.03, "not resolved"), (1.15, "resolved")])

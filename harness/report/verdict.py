@@ -55,9 +55,7 @@ def verdict(data: ReportData) -> list[Finding]:
     findings += [Finding(topic, text) for topic, text in learning_findings(data.sets)]
     findings += [Finding(topic, text) for topic, text in task.findings(data)]
     findings += [_speed(data), _control(data), _repeatability(data), _ladder(data)]
-    findings += [_anatomy(data), _first_step(data)]
-    findings += [_target(data)]
-    findings += [_overhead(data)]
+    findings += [_anatomy(data), _first_step(data), _target(data), _overhead(data)]
     return [f for f in findings if f is not None]
 
 
