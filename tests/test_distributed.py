@@ -1,6 +1,7 @@
-"""Distributed variants on real loopback clusters (127.0.0.1): parity with the NumPy reference
-at the same global batch, and the launcher's failures: a killed rank, a taken port, and Keras 3
-`fit` under MultiWorkerMirroredStrategy (an upstream limitation, recorded until it is fixed).
+"""Distributed variants on real loopback clusters (127.0.0.1): the launcher's failures (a killed
+or frozen rank, a taken port, a peer that never connects) and Keras 3 `fit` under
+MultiWorkerMirroredStrategy (an upstream limitation, recorded until it is fixed). Parity with the
+NumPy reference at the same global batch is in test_distributed_parity.py.
 
 Every cluster runs under the real supervisor (harness/run/cluster.py) in its own process group,
 with ranks started cold or forked (`--fork`, what `mlpbench run` does); each test is bounded in
@@ -111,8 +112,7 @@ class Run:
         return self.events[-1]
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+        self._kill_group()
         self.process.wait()
         self.stream.close()
 
