@@ -23,7 +23,7 @@ run: setup
 # Two processes share the tests that measure nothing; the few that read a process' CPU time or
 # speed (`serial`) then run alone.
 test: setup
-	$(BIN)/python -m pytest -m "not system and not serial" -n 2 --dist loadfile
+	$(BIN)/python -m pytest -m "not system and not serial" -n 2 --dist loadfile --no-loadscope-reorder
 	$(BIN)/python -m pytest -m "serial and not system"
 
 # Everything, as CI runs it: adds the system tests (loopback clusters, Ctrl-C and kill, long
@@ -31,7 +31,7 @@ test: setup
 # race nothing join the parallel part (tests/conftest.py SHARE_THE_MACHINE); the rest are
 # `serial` and run alone.
 test-all: setup
-	$(BIN)/python -m pytest -m "not serial" -n 2 --dist loadfile
+	$(BIN)/python -m pytest -m "not serial" -n 2 --dist loadfile --no-loadscope-reorder
 	$(BIN)/python -m pytest -m "serial"
 
 bench: setup
