@@ -69,3 +69,50 @@ def test_a_run_records_where_its_threads_ran(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr[-2000:]
         config = json.loads((out / "manifest.json").read_text())["config"]
         assert config["thread_affinity"] == mode
+
+
+# The main thread, which imported everything (the most CPU time), a thread that worked long ago
+# (as an idle library pool's has) and a pool thread that has only just started working: the
+# placement ranks them by the work since the last call, so the pool thread gets the CPU the
+# main thread does not have. By all CPU time ever, `old` would have had it.
+RECENT = """
+import hashlib, json, os, threading, time
+from harness.run import affinity
+
+def work(seconds):
+    h, end = hashlib.sha256(), time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        h.update(b"\\0" * (1 << 18))  # lets go of the GIL: the threads really run in parallel
+
+go, stop = threading.Event(), threading.Event()
+def old():
+    work(0.5)  # much CPU time, then idle for good
+    stop.wait()
+def pool():
+    go.wait()
+    work(0.1)  # less CPU time than `old` in all, but all of it since the first placement
+    stop.wait()
+work(1.0)  # the main thread's imports
+threads = [threading.Thread(target=old, name="old"), threading.Thread(target=pool, name="pool")]
+for t in threads:
+    t.start()
+time.sleep(0.8)  # `old` has done its work
+affinity.pin_threads()
+go.set()
+work(0.1)  # the main thread computes beside the pool thread
+time.sleep(0.2)
+affinity.pin_threads()
+cpu = {t.name: sorted(os.sched_getaffinity(t.native_id)) for t in threads}
+cpu["main"] = sorted(os.sched_getaffinity(0))
+stop.set()
+print(json.dumps(cpu))
+"""
+
+
+def test_the_threads_that_computed_since_the_last_placement_get_cpus_of_their_own() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", RECENT], capture_output=True, text=True, timeout=60, check=True
+    )
+    cpu = json.loads(out.stdout)
+    assert all(len(m) == 1 for m in cpu.values()), cpu
+    assert cpu["pool"] != cpu["main"], cpu

@@ -224,14 +224,17 @@ def test_repeatability_names_the_variants_whose_windows_scatter(tmp_path: Path) 
     text = next(
         f.sentence for f in verdict(combine([read_results(steady)])) if f.topic == "Repeatability"
     )
-    assert "below 95 %" not in text and "outside it" not in text
+    assert "below 95 %" not in text and "slower than it" not in text
     table = repeatability(combine([read_results(loose)]))
-    assert (table["within"] < 0.8).all() and table["outside_flagged"].eq(0).all()
+    assert (table["within"] < 0.8).all() and table["slow_flagged"].eq(0).all()
+    assert (table["slow"] > 0).all() and (table["slow"] <= table["outside"]).all()
     text = next(
         f.sentence for f in verdict(combine([read_results(loose)])) if f.topic == "Repeatability"
     )
     assert "below 95 %: " in text and "keras_sequential " in text
-    assert f"0 of the {table['outside'].sum()} window(s) outside it were flagged underused" in text
+    slow = table["slow"].sum()
+    assert f"of the {slow} window(s) slower than it, 0 were flagged with their cause" in text
+    assert "the others are spread no flag explains" in text
 
 
 @pytest.mark.parametrize(("gap", "verdict_word"), [(1.03, "not resolved"), (1.15, "resolved")])

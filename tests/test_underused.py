@@ -184,13 +184,19 @@ def test_a_folder_from_before_the_readings_reads_and_flags_nothing(tmp_path: Pat
 def doctored(tmp_path: Path) -> Path:
     """The committed small_a folder, with tf2_function's steady windows given CPU readings:
     1.9 cores in every window but seed 1 epoch 3, which used 1 core while 1 stood idle."""
+    return doctor(tmp_path, SLOW)
+
+
+def doctor(tmp_path: Path, odd: tuple[float, float, float, float]) -> Path:
+    """The committed small_a folder, tf2_function's steady windows FAST but seed 1 epoch 3,
+    which is `odd` (seconds, own, idle and foreign CPU seconds)."""
     out = tmp_path / "small_a"
     shutil.copytree(ROOT / "tests" / "fixtures" / "results" / "small_a", out)
     stored = storage.load_results(out)
     epochs = stored.epochs.copy()
     mine = (epochs["variant"] == "tf2_function") & (epochs["epoch"] > 1)
     for i in epochs.index[mine]:
-        seconds, own, idle, foreign = SLOW if (epochs.at[i, "seed"], epochs.at[i, "epoch"]) == (
+        seconds, own, idle, foreign = odd if (epochs.at[i, "seed"], epochs.at[i, "epoch"]) == (
             1, 3) else FAST  # fmt: skip
         n = stored.manifest["tasks"][str(epochs.at[i, "seed"])]["n_train"]
         epochs.loc[i, ["seconds", "samples_per_second", "own_cpu_seconds"]] = [
@@ -296,32 +302,41 @@ def test_a_clean_numpy_scratch_run_on_digits_has_no_flagged_window(tmp_path: Pat
 
 @pytest.mark.serial
 @pytest.mark.system
-def test_a_suite_counts_underused_windows_and_the_report_shows_them(tmp_path: Path) -> None:
-    """The real thing: `mlpbench run` with the reference and both thread variants, then
-    `mlpbench report`. The reference and the clean variant are never flagged; the odd epochs
-    of the other are wherever the machine had a core to spare."""
+def test_a_suite_counts_flagged_windows_and_the_report_shows_them(tmp_path: Path) -> None:
+    """The real thing: `mlpbench run` with the reference and the thread variants, under the
+    default thread placement, then `mlpbench report`. The reference and the clean variant are
+    never flagged; the odd epochs of OddEpochsOne are underused and those of OddEpochsDearer
+    slowed, wherever the machine let the variant keep both cores busy in its even epochs."""
     out = tmp_path / "suite"
     args = ["--hidden", "16", "--epochs", "5", "--seeds", "0", "--no-calibrate"]
-    variants = [a for v in ("AlwaysTwo", "OddEpochsOne")
+    variants = [a for v in ("AlwaysTwo", "OddEpochsOne", "OddEpochsDearer")
                 for a in ("--variant", f"tests.thread_variants:{v}")]  # fmt: skip
     result = mlpbench("run", *args, "--variants", "numpy_scratch", *variants, "--out", str(out))
     assert result.returncode == 0, result.stderr
     stored = storage.load_results(out)
     assert stored.manifest["config"]["underused_threshold"] == cores.UNDERUSED_CORES
+    assert stored.manifest["config"]["slowed_threshold"] == cores.SLOWED_FRACTION
     summary = stored.summary.set_index("variant")
-    assert summary.loc["numpy_scratch", "underused_windows"] == 0
-    assert summary.loc["tests.thread_variants:AlwaysTwo", "underused_windows"] == 0
-    odd = judged(stored.epochs[stored.epochs["variant"].str.endswith("OddEpochsOne")])
-    free = odd[(odd["epoch"] % 2 == 1) & (odd["epoch"] > 1) & (odd["idle"] > 0.7)
-               & (odd["foreign"] < 0.1)]  # fmt: skip
-    even = odd[(odd["epoch"] % 2 == 0)]
-    if free.empty or even["cores"].max() < 1.6:
-        pytest.skip("the machine never had a core to spare during the odd epochs")
-    assert free["underused"].all() and not even["underused"].any()
-    assert summary.loc["tests.thread_variants:OddEpochsOne", "underused_windows"] >= len(free)
+    for clean in ("numpy_scratch", "tests.thread_variants:AlwaysTwo"):
+        assert summary.loc[clean, "underused_windows"] == 0, summary.loc[clean].to_dict()
+        assert summary.loc[clean, "slowed_windows"] == 0, summary.loc[clean].to_dict()
+    two = judged(stored.epochs[stored.epochs["variant"].str.endswith("AlwaysTwo")])
+    assert (two[two["epoch"] > 1]["cores"] > 1.6).all() or (two["foreign"] > 0.1).any(), two
+    for name, flag in (("OddEpochsOne", "underused"), ("OddEpochsDearer", "slowed")):
+        rows = stored.epochs[stored.epochs["variant"].str.endswith(name)]
+        odd = judged(rows).assign(slowed=scores.recorded_flags(stored.manifest, rows)["slowed"])
+        steady = odd[odd["epoch"] > 1]
+        if (steady["foreign"] > 0.1).any():
+            pytest.skip(f"another process used the CPU during {name}'s epochs")
+        flagged = steady[flag].tolist()
+        assert flagged == [e % 2 == 1 for e in steady["epoch"]], (name, steady.to_dict())
+        other = "slowed" if flag == "underused" else "underused"
+        assert not steady[other].any(), (name, steady.to_dict())
+        assert summary.loc[f"tests.thread_variants:{name}", f"{flag}_windows"] == 2
     result = mlpbench("report", str(out), "--out", str(tmp_path / "report"))
     assert result.returncode == 0, result.stderr
-    assert "left cores idle" in (tmp_path / "report" / "index.html").read_text()
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "left cores idle" in page and "spent more CPU time on each sample" in page
 
 
 def test_a_suite_from_before_the_threshold_was_recorded_resumes(tmp_path: Path) -> None:

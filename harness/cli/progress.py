@@ -99,6 +99,9 @@ class RichProgress:
             underused = summary.get("underused_windows")
             if underused and not pd.isna(underused):  # left out of its samples/s
                 detail += f"  [yellow]{int(underused)} window(s) underused[/]"
+            slowed = summary.get("slowed_windows")
+            if slowed and not pd.isna(slowed):  # left out of its samples/s as well
+                detail += f"  [yellow]{int(slowed)} window(s) slowed[/]"
         else:
             detail = escape(record.error or "")
         line = f"{head}  {detail}  ({record.wall_seconds:.1f} s)"

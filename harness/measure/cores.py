@@ -7,10 +7,18 @@ zero, so `noisy` does not see it). The worker's own CPU time over a window, divi
 time, is the cores it kept busy; a window of a variant is compared with the busiest windows of
 that variant, over every seed, since a whole process can sit in the slow mode.
 
-Both readings are tick-sampled (harness/measure/noise.py): over T seconds on N CPUs each has a
-variance of at most N * T * TICK / 4, and each reading is also cut to whole ticks. A window is
-only called underused when the shortfall exceeds the threshold with confidence, so a short
-window, whose cores the tick cannot resolve, is never flagged.
+The machine's idle time is tick-sampled (harness/measure/noise.py): over T seconds on N CPUs it
+has a variance of at most N * T * TICK / 4, and each reading is also cut to whole ticks. The
+worker's own CPU time is not sampled: `os.times()` and /proc/PID/stat give a process' exact
+scheduler runtime (the kernel scales its tick-sampled split into user and system time to it),
+cut to whole ticks. A window is only called underused when the shortfall exceeds the threshold
+with confidence, so a short window, whose cores the tick cannot resolve, is never flagged.
+
+The second way a window of the same work runs slow: every core busy as in the other windows,
+but each sample cost more CPU time (`slowed`). The CPU itself ran slower: on a virtual machine
+the host can run a guest's virtual CPU at two speeds (measured here: a single pinned thread's
+fixed loop took 0.102 s or 0.189 s per batch in phases of about a second, its CPU time equal to
+its wall time throughout), which nothing inside the guest can see or control but this.
 """
 
 from __future__ import annotations
@@ -34,6 +42,13 @@ _Z_ONE_SIDED_99 = 2.326
 # fast mode as long as a quarter of the windows are fast, and is not lifted by one lucky tick
 # as the maximum would be.
 BUSIEST_QUANTILE = 0.75
+# A window whose samples each cost a tenth more of the worker's CPU time than in its variant's
+# median window, and that ran slower than it: the band a steady variant's windows must hold
+# (harness/report/data.py REPEATABLE_BAND).
+SLOWED_FRACTION = 0.10
+# Own CPU readings in one window's difference, each cut to a whole tick: this process, and the
+# other ranks of a data-parallel run (two at most on 2 cores).
+_OWN_READINGS = 3
 
 
 def cores_used(own: float, seconds: float) -> float:
@@ -42,12 +57,20 @@ def cores_used(own: float, seconds: float) -> float:
 
 
 def standard_error(seconds: np.ndarray, cpus: int) -> np.ndarray:
-    """Of one window's cores (own or idle) from one pair of readings: tick sampling over the
+    """Of one window's idle (or busy) cores from one pair of readings: tick sampling over the
     window on every CPU, plus the cut of each reading to a whole tick (the difference of two
     cut readings has variance TICK² / 6)."""
     seconds = np.asarray(seconds, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.sqrt(cpus * seconds * TICK / 4 + TICK**2 / 6) / seconds
+
+
+def own_standard_error(seconds: np.ndarray) -> np.ndarray:
+    """Of one window's cores from the worker's own CPU time: the cut of its readings to whole
+    ticks (TICK² / 6 per difference of two cut readings), for this process and its peers."""
+    seconds = np.asarray(seconds, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt(_OWN_READINGS * TICK**2 / 6) / seconds
 
 
 def underused(
@@ -80,13 +103,54 @@ def underused(
         return flags
     cores = own_a[valid] / sec[valid]
     reference = float(np.quantile(cores, BUSIEST_QUANTILE))
-    se_reference = standard_error(np.array([np.median(sec[valid])]), cpus)[0]
-    se = standard_error(sec[valid], cpus)
-    short = reference - cores - _Z_ONE_SIDED_99 * np.hypot(se, se_reference) > threshold
-    spare = idle_a[valid] / sec[valid] - _Z_ONE_SIDED_99 * se > threshold
+    se_reference = own_standard_error(np.array([np.median(sec[valid])]))[0]
+    se_own = own_standard_error(sec[valid])
+    short = reference - cores - _Z_ONE_SIDED_99 * np.hypot(se_own, se_reference) > threshold
+    se_idle = standard_error(sec[valid], cpus)
+    spare = idle_a[valid] / sec[valid] - _Z_ONE_SIDED_99 * se_idle > threshold
     quiet = np.array([not noisy_window(f, t, cpus, noisy_threshold)
                       for f, t in zip(foreign_a[valid], sec[valid], strict=True)])  # fmt: skip
     flags[valid] = short & spare & quiet
+    return flags
+
+
+def slowed(
+    own: Sequence[float],
+    samples: Sequence[float],
+    foreign: Sequence[float],
+    seconds: Sequence[float],
+    cpus: int,
+    underused_flags: Sequence[bool],
+    threshold: float = SLOWED_FRACTION,
+    noisy_threshold: float = noise.NOISY_CORES,
+) -> np.ndarray:
+    """Which of one variant's steady windows (every seed's) did the same work at a higher CPU
+    cost and ran slower for it: a bool per window.
+
+    The reference is the variant's median window, over the windows that are neither underused
+    nor disturbed by outside load: its own CPU seconds per sample, and its samples per second.
+    A window is slowed when its CPU seconds per sample exceed the reference's by more than
+    `threshold` (relative) beyond 2.326 standard errors of its own CPU reading, and it trained
+    fewer samples per second than the reference. Underused and noisy windows are not judged
+    (their cause is named already); windows without a reading (NaN) are not judged either.
+    """
+    own_a, samples_a, foreign_a, sec = (
+        np.asarray(v, dtype=np.float64) for v in (own, samples, foreign, seconds)
+    )
+    flags = np.zeros(sec.shape, dtype=bool)
+    valid = np.isfinite(own_a) & np.isfinite(samples_a) & np.isfinite(sec)
+    valid &= (sec > 0) & (samples_a > 0) & (own_a > 0)
+    valid &= ~np.asarray(underused_flags, dtype=bool)
+    valid[valid] = [not noisy_window(f, t, cpus, noisy_threshold)
+                    for f, t in zip(foreign_a[valid], sec[valid], strict=True)]  # fmt: skip
+    if valid.sum() < 2:  # a slow window can only be told from a normal one
+        return flags
+    cost = own_a[valid] / samples_a[valid]  # CPU seconds per sample
+    speed = samples_a[valid] / sec[valid]
+    reference_cost, reference_speed = float(np.median(cost)), float(np.median(speed))
+    se = own_standard_error(sec[valid]) * sec[valid] / samples_a[valid]  # of `cost`
+    dearer = cost - _Z_ONE_SIDED_99 * se > reference_cost * (1 + threshold)
+    flags[valid] = dearer & (speed < reference_speed)
     return flags
 
 

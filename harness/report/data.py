@@ -86,7 +86,8 @@ def combine(sets: Sequence[ResultSet]) -> ReportData:
             blocks = [_task_block(s, seed) for seed in df["seed"]]
             df["block"] = pd.Series(blocks, index=df.index, dtype=str)
             if key == "epochs":  # judged within its own folder, by the constants it records
-                df["underused"] = scores.recorded_underused_rows(s.manifest, df)
+                flags = scores.recorded_flags(s.manifest, df)
+                df["underused"], df["slowed"] = flags["underused"], flags["slowed"]
             frames[key].append(df)
         for v in s.summary["variant"]:
             if label(v, set_name) not in labels:
@@ -121,10 +122,10 @@ def throughput_samples(epochs: pd.DataFrame, warmup: int = scores.WARMUP_EPOCHS)
     """The per-epoch throughput windows that make up the steady state (results/README.md):
     the epochs after the manifest's warm-up (epochs 2..N), or all of a run's epochs when it has
     no more, less the windows flagged underused (the worker left cores idle that it used in
-    others: a slow mode, not the variant's speed). These are the timing repeats the spreads and
-    tests are computed from."""
+    others: a slow mode, not the variant's speed) or slowed (each sample cost more CPU time:
+    the CPU ran slower). These are the timing repeats the spreads and tests are computed from."""
     timed = _timed_windows(epochs, warmup)
-    return timed[~_underused(timed)] if len(timed) else timed
+    return timed[~scores.flagged(timed)] if len(timed) else timed
 
 
 def _timed_windows(epochs: pd.DataFrame, warmup: int) -> pd.DataFrame:
@@ -140,9 +141,9 @@ def _underused(epochs: pd.DataFrame) -> pd.Series:
 
 def throughput_by_process(data: ReportData) -> dict[str, dict[object, np.ndarray]]:
     """Throughput windows per label and process (seed): the epoch windows of ok runs that
-    outside load did not disturb (`noisy` in summary.csv), less the windows flagged underused;
-    a run without epoch rows contributes its summary's steady-state value as its one window,
-    so no variant is left out (a run whose every window was underused contributes nothing).
+    outside load did not disturb (`noisy` in summary.csv), less the windows flagged underused
+    or slowed; a run without epoch rows contributes its summary's steady-state value as its one
+    window, so no variant is left out (a run whose every window was flagged contributes nothing).
     A process is the unit of replication of speed, its windows are sub-samples
     (harness/measure/stats.py)."""
     quiet = data.ok[~data.ok["noisy"].eq(True)]
@@ -250,20 +251,45 @@ def underused_windows(data: ReportData) -> pd.DataFrame:
     return flagged.assign(busiest=reference)[columns]
 
 
+def slowed_windows(data: ReportData) -> pd.DataFrame:
+    """The steady windows of finished runs in which each sample cost the worker more CPU time
+    than in its variant's median window, and that ran slower for it (harness/measure/cores.py:
+    the CPU itself ran slower), left out of speed claims: label, seed, epoch, cost (the window's
+    CPU seconds per sample over its variant's median window's)."""
+    columns = ["label", "seed", "epoch", "cost"]
+    steady = scores.steady_rows(data.epochs, data.warmup_epochs)
+    if steady.empty or "slowed" not in steady.columns:
+        return pd.DataFrame(columns=columns)
+    own = pd.to_numeric(steady["own_cpu_seconds"], errors="coerce")
+    samples = steady["samples_per_second"] * steady["seconds"]
+    steady = steady.assign(cost=own / samples)
+    normal = steady[~scores.flagged(steady)].groupby("label")["cost"].median()
+    flagged = data.ok_runs(steady[steady["slowed"].eq(True)])
+    return flagged.assign(cost=flagged["cost"] / flagged["label"].map(normal))[columns]
+
+
 REPEATABLE_BAND = 0.10  # a window within +-10 % of its variant's median counts as repeatable
 
 
 def repeatability(data: ReportData, band: float = REPEATABLE_BAND) -> pd.DataFrame:
-    """Per label: how many of its steady windows (every quiet run's, underused ones included:
-    they are the slow mode this measures) lie within +-`band` of its median window, and how
-    many of those outside are flagged underused. Columns: label, windows, within (a share),
-    outside, outside_flagged. Runs that outside load disturbed (`noisy`) are left out."""
-    columns = ["label", "windows", "within", "outside", "outside_flagged"]
+    """Per label: how many of its steady windows (every quiet run's, flagged ones included:
+    they are the slow modes this measures) lie within +-`band` of its median window; how many
+    lie outside, how many of those are slower than the band (`slow`), and how many of the slow
+    ones a flag names the cause of (`slow_flagged`: underused, slowed, or a window in which
+    outside load used more than the noisy threshold). Runs that outside load disturbed
+    (`noisy`) are left out. Columns: label, windows, within (a share), outside, slow,
+    slow_flagged."""
+    columns = ["label", "windows", "within", "outside", "slow", "slow_flagged"]
     quiet = data.ok[~data.ok["noisy"].eq(True)][["label", "seed"]].drop_duplicates()
     steady = scores.steady_rows(
         data.epochs.merge(quiet, on=["label", "seed"], how="inner"), data.warmup_epochs
     )
     steady = steady[steady["epoch"] > data.warmup_epochs]  # timed windows only
+    judged = {  # per set: its CPUs and the foreign cores it called noisy
+        name: (scores.recorded_cpus(st.manifest, st.epochs),
+               scores.recorded_noisy_threshold(st.manifest.get("config") or {}))
+        for name, st in zip(_unique_set_names(data.sets), data.sets, strict=True)
+    }  # fmt: skip
     rows = []
     for lab, g in steady.groupby("label", sort=False):
         sps = pd.to_numeric(g["samples_per_second"], errors="coerce")
@@ -271,10 +297,17 @@ def repeatability(data: ReportData, band: float = REPEATABLE_BAND) -> pd.DataFra
         if sps.empty:
             continue
         outside = (sps / sps.median() - 1).abs() > band
-        flagged = _underused(g)
+        slow = sps / sps.median() < 1 - band
+        foreign = pd.to_numeric(g.get("foreign_cpu_seconds"), errors="coerce")
+        loaded = pd.Series(
+            [cores.noisy_window(f, t, *judged[name])
+             for f, t, name in zip(foreign, g["seconds"], g["set"], strict=True)],
+            index=g.index,
+        )  # fmt: skip
+        explained = scores.flagged(g) | loaded
         rows.append({"label": lab, "windows": len(sps), "within": 1 - outside.mean(),
-                     "outside": int(outside.sum()),
-                     "outside_flagged": int((outside & flagged).sum())})  # fmt: skip
+                     "outside": int(outside.sum()), "slow": int(slow.sum()),
+                     "slow_flagged": int((slow & explained).sum())})  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
 
 

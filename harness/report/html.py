@@ -141,7 +141,8 @@ def _ladder_section(data: ReportData, aa: str) -> list[str]:
         "speed-up: the median throughput over the rung above it in the table, with a 95 % "
         "two-level bootstrap interval (processes, then each process' epoch windows: a process "
         "is the unit of replication); resolved: the whole interval lies beyond 1 and beyond "
-        "the A/A resolution. Runs flagged noisy and windows flagged underused are left out.</p>",
+        "the A/A resolution. Runs flagged noisy and windows flagged underused or slowed are "
+        "left out.</p>",
         aa,
         table(formatted(rungs), "ladder"),
     ]

@@ -28,6 +28,7 @@ from harness.report.data import (
     parity_was_run,
     repeatability,
     resolution,
+    slowed_windows,
     startup_breakdown,
     throughput_by_process,
     underused_windows,
@@ -144,6 +145,19 @@ def _noise(data: ReportData) -> Finding | None:
             f"{len(underused)} window(s) left cores idle that their variant used in its other "
             f"windows, while the machine had them free (underused: a slow mode inside the "
             f"process, not outside load), and are left out of every speed claim: {listed}"
+        )
+    slowed = slowed_windows(data)
+    if not slowed.empty:
+        listed = "; ".join(
+            f"{label} seed {seed} epoch{'s' if len(g) > 1 else ''} "
+            f"{', '.join(map(str, g['epoch']))} ({_costs(g['cost'])} the CPU time per sample)"
+            for (label, seed), g in slowed.groupby(["label", "seed"], sort=False)
+        )
+        parts.append(
+            f"{len(slowed)} window(s) kept their cores busy but spent more CPU time on each "
+            f"sample than their variant's median window, and ran slower for it (slowed: the "
+            f"CPU itself ran slower, as a virtual CPU whose host runs it at two speeds does), and "
+            f"are left out of every speed claim: {listed}"
         )
     contended = data.ok[data.ok["contended"].eq(True)]
     if not contended.empty:
@@ -412,7 +426,8 @@ def _control(data: ReportData) -> Finding | None:
 
 def _repeatability(data: ReportData) -> Finding | None:
     """How repeatable each variant's steady windows are: the share within +-10 % of its median
-    window, the lowest named, and whether the underused flag caught the windows outside."""
+    window, the lowest named, and how many of the windows slower than it a flag names the cause
+    of (underused, slowed, or outside load in that window)."""
     table = repeatability(data)
     if table.empty or table["windows"].sum() < 2:
         return None
@@ -427,12 +442,19 @@ def _repeatability(data: ReportData) -> Finding | None:
         text += f"; below {REPEATABLE_SHARE * 100:.0f} %: " + ", ".join(
             f"{r.label} {r.within * 100:.0f} % of {r.windows}" for r in below.itertuples()
         )
-    outside, caught = int(table["outside"].sum()), int(table["outside_flagged"].sum())
-    if outside:
-        text += f"; {caught} of the {outside} window(s) outside it were flagged underused" + (
-            " (the others are spread the flag does not explain)" if caught < outside else ""
-        )
+    slow, caught = int(table["slow"].sum()), int(table["slow_flagged"].sum())
+    if slow:
+        text += (
+            f"; of the {slow} window(s) slower than it, {caught} were flagged with their cause "
+            "(underused, slowed or outside load)"
+        ) + (" and the others are spread no flag explains" if caught < slow else "")
     return Finding("Repeatability", text[0].upper() + text[1:] + ".")
+
+
+def _costs(values: pd.Series) -> str:
+    """'1.14×' or '1.12-1.18×': a slowed window's CPU time per sample over its variant's."""
+    low, high = float(values.min()), float(values.max())
+    return f"{low:.2f}×" if round(low, 2) == round(high, 2) else f"{low:.2f}-{high:.2f}×"
 
 
 def _and(names: Sequence[str]) -> str:

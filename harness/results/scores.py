@@ -78,6 +78,20 @@ def steady(per_epoch: Sequence[Any], warmup: int = WARMUP_EPOCHS) -> list[Any]:
     return list(per_epoch[warmup:]) if len(per_epoch) > warmup else list(per_epoch)
 
 
+def flagged(epochs: pd.DataFrame) -> pd.Series:
+    """The windows left out of speed claims for a cause inside the process: `underused` (cores
+    left idle) or `slowed` (each sample cost more CPU time), where the frame has those flags."""
+    out = epochs["underused"].eq(True) if "underused" in epochs.columns else None
+    if "slowed" in epochs.columns:
+        slow = epochs["slowed"].eq(True)
+        out = slow if out is None else out | slow
+    if out is None:
+        import pandas as pd  # here, not at the top: the worker imports this module
+
+        return pd.Series(False, index=epochs.index, dtype=bool)
+    return out
+
+
 def steady_throughput(
     samples_per_epoch: int,
     seconds: Sequence[float],
@@ -215,6 +229,63 @@ def underused_rows(
     return flags
 
 
+def recorded_slowed_threshold(config: Mapping[str, Any]) -> float:
+    """How much dearer in CPU time per sample a slowed window is, from a manifest's `config`:
+    `slowed_threshold`, or for a folder from before it was recorded, today's constant."""
+    value = config.get("slowed_threshold")
+    return float(value) if value is not None else cores.SLOWED_FRACTION
+
+
+def slowed_rows(
+    epochs: pd.DataFrame,
+    cpus: int,
+    underused: pd.Series,
+    threshold: float = cores.SLOWED_FRACTION,
+    warmup: int = WARMUP_EPOCHS,
+    noisy_threshold: float = noise.NOISY_CORES,
+) -> pd.Series:
+    """For the epoch rows of one results folder, whether each is a slowed window (the same
+    work at a higher CPU cost, harness/measure/cores.py), judged among the steady windows of its
+    variant, every seed's; `underused` are that folder's underused flags (never also slowed).
+    Warm-up rows and rows without an own CPU reading are never flagged."""
+    import pandas as pd  # here, not at the top: the worker imports this module
+
+    flags = pd.Series(False, index=epochs.index, dtype=bool)
+    if epochs.empty or "own_cpu_seconds" not in epochs.columns:
+        return flags
+    rows = steady_rows(epochs, warmup)
+    for _, group in rows.groupby("variant", sort=False):
+        own, speed, foreign, seconds = (
+            pd.to_numeric(group.get(c, pd.Series(math.nan, group.index)), errors="coerce").to_numpy(
+                np.float64
+            )
+            for c in ("own_cpu_seconds", "samples_per_second", "foreign_cpu_seconds", "seconds")
+        )
+        flags.loc[group.index] = cores.slowed(
+            own, speed * seconds, foreign, seconds, cpus,
+            underused.loc[group.index].to_numpy(bool), threshold, noisy_threshold,
+        )  # fmt: skip
+    return flags
+
+
+def recorded_flags(manifest: Mapping[str, Any], epochs: pd.DataFrame) -> pd.DataFrame:
+    """The window flags of the epoch rows of the folder `manifest` describes, judged by the
+    constants it records: columns `underused` and `slowed` (bool, one row per epoch row)."""
+    import pandas as pd  # here, not at the top: the worker imports this module
+
+    config = manifest.get("config") or {}
+    underused = recorded_underused_rows(manifest, epochs)
+    slowed = slowed_rows(
+        epochs,
+        recorded_cpus(manifest, epochs),
+        underused,
+        recorded_slowed_threshold(config),
+        recorded_warmup(config),
+        recorded_noisy_threshold(config),
+    )
+    return pd.DataFrame({"underused": underused, "slowed": slowed}, index=epochs.index)
+
+
 def recorded_noisy_threshold(config: Mapping[str, Any]) -> float:
     """The foreign cores above which a folder's runs were called noisy (`noisy_threshold`)."""
     value = config.get("noisy_threshold")
@@ -273,7 +344,7 @@ def summarize(
     by_run_steps = {
         k: g[column].to_numpy(np.float64) for k, g in steps.groupby(["variant", "seed"])
     }
-    epochs = epochs.assign(underused=recorded_underused_rows(manifest, epochs))
+    epochs = epochs.join(recorded_flags(manifest, epochs))
     by_run_epochs = {k: g.sort_values("epoch") for k, g in epochs.groupby(["variant", "seed"])}
 
     def losses(key: tuple[str, int]) -> np.ndarray:
@@ -323,7 +394,7 @@ def summarize(
                 test_accuracy=acc[-1],
                 test_loss=float(frame["test_loss"].iloc[-1]),
                 samples_per_second=steady_throughput(
-                    task.get("n_train", math.nan), sec, warmup, frame["underused"].tolist()
+                    task.get("n_train", math.nan), sec, warmup, flagged(frame).tolist()
                 ),
                 epochs_to_target=to_target[0],
                 seconds_to_target=to_target[1],
@@ -344,6 +415,7 @@ def summarize(
             if used:  # a folder from before own CPU was recorded has no reading to judge
                 row.update(
                     underused_windows=int(sum(steady(frame["underused"].tolist(), warmup))),
+                    slowed_windows=int(sum(steady(frame["slowed"].tolist(), warmup))),
                     cores_used=float(np.median(used)),
                 )
         if key[1] in reference and key in ok:
@@ -390,9 +462,9 @@ def throughput_half_widths(
         return {}
     quiet = summary[summary["status"].eq("ok") & ~summary["noisy"].eq(True)]
     keys = set(zip(quiet["variant"], quiet["seed"].astype(int), strict=True))
-    rows = epochs.assign(underused=recorded_underused_rows(manifest, epochs))
+    rows = epochs.join(recorded_flags(manifest, epochs))
     rows = steady_rows(rows, recorded_warmup(manifest.get("config") or {}))
-    rows = rows[~rows["underused"].astype(bool)]
+    rows = rows[~flagged(rows)]
     nested: dict[str, dict[int, list[float]]] = {}
     for (variant, seed), g in rows.groupby(["variant", "seed"]):
         if (variant, int(seed)) in keys:

@@ -83,6 +83,7 @@ SUMMARY_COLUMNS = [
     "noisy",
     "underused_windows",
     "cores_used",
+    "slowed_windows",
     "contended",
     "attempts",
     "flops_per_sample",
@@ -115,6 +116,7 @@ _NULLABLE = {
     "rung": "Int64",
     "noisy": "boolean",
     "underused_windows": "Int64",
+    "slowed_windows": "Int64",
     "contended": "boolean",
     "attempts": "Int64",
     "parity_steps_within": "Int64",
@@ -135,7 +137,7 @@ LATER_COLUMNS = {
     "foreign_cpu_seconds", "window_start", "window_end", "level", "rung", "foreign_cpu",
     "seed_band_gap", "learning_pass",
     "foreign_cpu_se", "noisy", "contended", "attempts", "harness_overhead",
-    "own_cpu_seconds", "idle_cpu_seconds", "underused_windows", "cores_used",
+    "own_cpu_seconds", "idle_cpu_seconds", "underused_windows", "cores_used", "slowed_windows",
     "gemm_fraction", "floor_fraction", "jit_compile", "steps_per_execution",
 }  # fmt: skip
 # Columns read under their new name from a folder written before the rename. roofline_fraction
@@ -467,6 +469,7 @@ MANIFEST_SPEC = {
         "target_accuracy": "number",
         "jobs": "whole",
         "underused_threshold": "number",
+        "slowed_threshold": "number",
     },
     "environment": "object",
     "tasks": ("map", {"fingerprint": "text", "n_train": "whole", "n_test": "whole"}),

@@ -8,8 +8,10 @@ next, whatever the sizes of TensorFlow's thread pools). Pinning only TensorFlow'
 (`tf_Compute`, `tf_graph_runner`) leaves it; pinning every thread of the process, one CPU each
 in turn, removed it in 16 epochs of 16 (README, "Same work, same speed").
 
-A thread started later inherits the affinity of the thread that starts it; the worker pins
-again before every timed window, so threads a variant starts in an epoch are placed too.
+A thread started later inherits the affinity of the thread that starts it: one a variant starts
+inside a timed window shares its creator's CPU for the rest of that window (a pool started once,
+as frameworks start theirs, does not); the worker pins again before every timed window, so it
+is placed from the next one.
 Users can do the same in their own training: `pin_threads()` after the model's first step.
 """
 
@@ -28,11 +30,18 @@ except (AttributeError, OSError):
     ALLOWED = []
 
 
+# Each thread's CPU ticks at the last placement: the busiest threads are those that computed
+# since then, so that a pool thread that has just started working is placed ahead of threads
+# that worked long ago (the import's, an idle library pool's) however little it has used yet.
+_LAST: dict[int, int] = {}
+
+
 def pin_threads() -> dict[str, int]:
-    """Every thread of this process on one CPU of those it may use, in turn, the busiest first
-    (by the CPU time each has used): the threads that compute land on different CPUs whatever
-    their ids. Returns how many threads of each name were placed ({} where Linux' per-thread
-    affinity is not available, or with one CPU)."""
+    """Every thread of this process on one CPU of those it may use, in turn, the busiest first:
+    by the CPU time each used since the last placement, then by all it has used (a pool thread
+    that rested in the last window still ranks above threads that never compute). The threads
+    that compute land on different CPUs whatever their ids. Returns how many threads of each
+    name were placed ({} where Linux' per-thread affinity is not available, or with one CPU)."""
     cpus = ALLOWED
     if len(cpus) < 2:
         return {}
@@ -41,8 +50,11 @@ def pin_threads() -> dict[str, int]:
     except OSError:
         return {}
     used = {tid: _cpu_ticks(tid) for tid in tids}
+    recent = {tid: used[tid] - _LAST.get(tid, 0) for tid in tids}
+    _LAST.clear()
+    _LAST.update(used)
     placed: Counter[str] = Counter()
-    for i, tid in enumerate(sorted(tids, key=lambda t: (-used[t], t))):
+    for i, tid in enumerate(sorted(tids, key=lambda t: (-recent[t], -used[t], t))):
         try:
             os.sched_setaffinity(tid, {cpus[i % len(cpus)]})
             with open(f"/proc/self/task/{tid}/comm") as f:

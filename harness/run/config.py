@@ -60,6 +60,8 @@ class RunConfig:
     noisy_threshold: float = noise.NOISY_CORES  # foreign CPU, in cores, that makes a run noisy
     # cores a window left idle that its variant used elsewhere, that make it underused
     underused_threshold: float = cores.UNDERUSED_CORES
+    # how much dearer in CPU time per sample a window must be to be slowed (relative)
+    slowed_threshold: float = cores.SLOWED_FRACTION
     overhead: str = "reference"  # whose harness/bare ratio is measured: "reference" or "all"
     anatomy: bool = False  # break each single-process variant's step down after the runs
     dtype: str = "float32"  # of the data, the weights and the training (variants/base.py DTYPES)
@@ -126,6 +128,7 @@ class RunConfig:
             "retry_noisy": self.retry_noisy,
             "noisy_threshold": self.noisy_threshold,
             "underused_threshold": self.underused_threshold,
+            "slowed_threshold": self.slowed_threshold,
             # only when asked for, so that suites from before the option still resume
             **({"workers": self.workers} if self.workers > 1 else {}),
             **({"overhead": self.overhead} if self.overhead != "reference" else {}),
@@ -168,6 +171,7 @@ def check_resumable(config: RunConfig, manifest: dict[str, Any]) -> None:
         "workers": 1, "dtype": "float32", "mode": "controlled", "ablate": None, "task": "mlp",
         "thread_affinity": "none",
         "warmup_epochs": scores.WARMUP_EPOCHS, "underused_threshold": cores.UNDERUSED_CORES,
+        "slowed_threshold": cores.SLOWED_FRACTION,
     }  # fmt: skip
     old, new = {**stored_when_not, **old}, {**stored_when_not, **new}
     changed = [k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
