@@ -76,7 +76,7 @@ def test_a_short_window_cannot_be_judged() -> None:
     assert flags(frame(epoch_rows("v", 0, scaled(0.01)))) == [False] * 4
     assert flags(frame(epoch_rows("v", 0, scaled(0.25)))) == [False, True, False, False]
     se = cores.standard_error(np.array([0.02]), 2)[0]
-    assert se > cores.UNDERUSED_CORES  # why: one window's cores are not known to a quarter
+    assert se > cores.UNDERUSED_CORES  # why: one window's cores are not known to the threshold
 
 
 def test_the_machine_must_have_had_idle_cpu() -> None:
@@ -85,10 +85,10 @@ def test_the_machine_must_have_had_idle_cpu() -> None:
     starved = (4.0, 4.0, 0.2, 0.0)
     epochs = frame(epoch_rows("v", 0, [FAST, starved, FAST, FAST]))
     assert flags(epochs, noisy_threshold=math.inf) == [False] * 4
-    # 0.275 idle cores: above the threshold, but not by 2.326 standard errors (0.035 core)
-    barely = (4.0, 4.0, 1.1, 0.0)
+    # idle cores 0.025 above the threshold, but not by 2.326 standard errors (0.035 core)
+    barely = (4.0, 4.0, 4.0 * (cores.UNDERUSED_CORES + 0.025), 0.0)
     assert flags(frame(epoch_rows("v", 0, [FAST, barely, FAST, FAST]))) == [False] * 4
-    spare = (4.0, 4.0, 1.4, 0.0)  # 0.35 idle cores: by more
+    spare = (4.0, 4.0, 4.0 * (cores.UNDERUSED_CORES + 0.1), 0.0)  # 0.1 above it: by more
     assert flags(frame(epoch_rows("v", 0, [FAST, spare, FAST, FAST]))) == [
         False,
         True,
