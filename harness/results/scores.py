@@ -200,6 +200,16 @@ def recorded_cpus(manifest: Mapping[str, Any], epochs: pd.DataFrame) -> int:
     return max(1, round(float(np.median(total)))) if total.size else 1
 
 
+def _readings(group: pd.DataFrame, *columns: str) -> list[np.ndarray]:
+    """Each column of `group` as floats, NaN where a value (or the whole column) is missing."""
+    import pandas as pd  # here, not at the top: the worker imports this module
+
+    missing = pd.Series(math.nan, group.index)
+    return [
+        pd.to_numeric(group.get(c, missing), errors="coerce").to_numpy(np.float64) for c in columns
+    ]
+
+
 def underused_rows(
     epochs: pd.DataFrame,
     cpus: int,
@@ -217,12 +227,9 @@ def underused_rows(
         return flags
     rows = steady_rows(epochs, warmup)
     for _, group in rows.groupby("variant", sort=False):
-        own, idle, foreign, seconds = (
-            pd.to_numeric(group.get(c, pd.Series(math.nan, group.index)), errors="coerce").to_numpy(
-                np.float64
-            )  # no foreign reading: not judged noisy
-            for c in ("own_cpu_seconds", "idle_cpu_seconds", "foreign_cpu_seconds", "seconds")
-        )
+        own, idle, foreign, seconds = _readings(
+            group, "own_cpu_seconds", "idle_cpu_seconds", "foreign_cpu_seconds", "seconds"
+        )  # no foreign reading: not judged noisy
         flags.loc[group.index] = cores.underused(
             own, idle, foreign, seconds, cpus, threshold, noisy_threshold
         )
@@ -255,11 +262,8 @@ def slowed_rows(
         return flags
     rows = steady_rows(epochs, warmup)
     for _, group in rows.groupby("variant", sort=False):
-        own, speed, foreign, seconds = (
-            pd.to_numeric(group.get(c, pd.Series(math.nan, group.index)), errors="coerce").to_numpy(
-                np.float64
-            )
-            for c in ("own_cpu_seconds", "samples_per_second", "foreign_cpu_seconds", "seconds")
+        own, speed, foreign, seconds = _readings(
+            group, "own_cpu_seconds", "samples_per_second", "foreign_cpu_seconds", "seconds"
         )
         flags.loc[group.index] = cores.slowed(
             own, speed * seconds, foreign, seconds, cpus,
