@@ -58,6 +58,23 @@ def test_a_window_whose_samples_cost_more_cpu_is_flagged_and_clean_ones_are_not(
     ]  # fmt: skip
 
 
+def test_a_window_below_the_band_mostly_from_dearer_samples_is_slowed() -> None:
+    """As a real tf2_multiworker window on Fashion-MNIST: 0.90x the median's speed, 0.98 of
+    its cores, 9 % more CPU time per sample. Neither a tenth dearer nor underused, it is slow
+    by the band and the dearer CPU explains most of it. 3 % slower for the same 9 % (its
+    cores busier) stays within the band and is not flagged."""
+    seconds = 2.0 / 0.895
+    below = (seconds, 3.8 * 1.09, seconds * 2 - 3.8 * 1.09, 0.0)  # 1.09x FAST's own CPU
+    assert slowed(frame(epoch_rows("v", 0, [FAST, below, FAST, FAST]))) == [
+        False,
+        True,
+        False,
+        False,
+    ]
+    within = (2.0 / 0.97, 3.8 * 1.09, 2 * 2.0 / 0.97 - 3.8 * 1.09, 0.0)
+    assert slowed(frame(epoch_rows("v", 0, [FAST, within, FAST, FAST]))) == [False] * 4
+
+
 def test_burning_cpu_without_running_slower_underused_and_loaded_windows_are_not_slowed() -> None:
     epochs = frame(epoch_rows("v", 0, [FAST, SPINNING, SLOW, LOADED, FAST, FAST]))
     flags = scores.recorded_flags({"environment": {"cpu_count": 2}}, epochs)

@@ -60,6 +60,22 @@ def test_a_slowdown_beyond_the_resolution_is_resolved_and_a_small_one_is_not(slo
     assert result.ratio == pytest.approx(1 - slowdown, rel=0.05)
 
 
+@pytest.mark.parametrize("n", [3, 5])
+def test_the_interval_holds_the_true_ratio_in_95_percent_of_suites(n):
+    """Simulated suites with a known truth (B 10 % slower; processes 3 % apart, windows 1 %,
+    the mix where resampling 3 processes falls short): the 95 % interval must hold 0.9 in about
+    95 % of them, at the default 3 seeds too. The two-level bootstrap's percentiles alone held it
+    in 88 % (263 of 300) at 3 processes."""
+    trials = 300
+    held = 0
+    for t in range(trials):
+        a = processes(20_000, n, 9, between=0.03, within=0.01, seed=10 * t)
+        b = processes(18_000, n, 9, between=0.03, within=0.01, seed=10 * t + 1)
+        result = stats.speed_ratio(a, b, seed=t)
+        held += result.low <= 0.9 <= result.high
+    assert held / trials >= 0.93
+
+
 def test_one_process_gives_no_interval_and_resolves_nothing():
     a = {0: [100.0, 101.0, 99.0]}
     b = {0: [50.0, 51.0], 1: [49.0, 50.0]}

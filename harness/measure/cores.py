@@ -45,9 +45,11 @@ _Z_ONE_SIDED_99 = 2.326
 # fast mode as long as a quarter of the windows are fast, and is not lifted by one lucky tick
 # as the maximum would be.
 BUSIEST_QUANTILE = 0.75
-# A window whose samples each cost a tenth more of the worker's CPU time than in its variant's
-# median window, and that ran slower than it: the band a steady variant's windows must hold
-# (harness/report/data.py REPEATABLE_BAND).
+# A window slower than its variant's median window by more than the band a steady variant's
+# windows must hold (harness/report/data.py REPEATABLE_BAND), in which each sample cost the
+# worker more CPU time by at least half the band: the dearer CPU explains most of the loss.
+# Half, not the whole band: a window 10 % slow whose cores stayed busy (0.98 of them) cost 9 %
+# more per sample, and the rest was its cores.
 SLOWED_FRACTION = 0.10
 # Own CPU readings in one window's difference, each cut to a whole tick: this process, and the
 # other ranks of a data-parallel run (two at most on 2 cores).
@@ -132,10 +134,11 @@ def slowed(
 
     The reference is the variant's median window, over the windows that are neither underused
     nor disturbed by outside load: its own CPU seconds per sample, and its samples per second.
-    A window is slowed when its CPU seconds per sample exceed the reference's by more than
-    `threshold` (relative) beyond 2.326 standard errors of its own CPU reading, and it trained
-    fewer samples per second than the reference. Underused and noisy windows are not judged
-    (their cause is named already); windows without a reading (NaN) are not judged either.
+    A window is slowed when it trained fewer samples per second than the reference by more than
+    `threshold` (relative), and its CPU seconds per sample exceed the reference's by more than
+    half of `threshold` beyond 2.326 standard errors of its own CPU reading. Underused and noisy
+    windows are not judged (their cause is named already); windows without a reading (NaN) are
+    not judged either.
     """
     own_a, samples_a, foreign_a, sec = (
         np.asarray(v, dtype=np.float64) for v in (own, samples, foreign, seconds)
@@ -152,8 +155,8 @@ def slowed(
     speed = samples_a[valid] / sec[valid]
     reference_cost, reference_speed = float(np.median(cost)), float(np.median(speed))
     se = own_standard_error(sec[valid]) * sec[valid] / samples_a[valid]  # of `cost`
-    dearer = cost - _Z_ONE_SIDED_99 * se > reference_cost * (1 + threshold)
-    flags[valid] = dearer & (speed < reference_speed)
+    dearer = cost - _Z_ONE_SIDED_99 * se > reference_cost * (1 + threshold / 2)
+    flags[valid] = dearer & (speed < reference_speed * (1 - threshold))
     return flags
 
 

@@ -237,7 +237,7 @@ def underused_rows(
 
 
 def recorded_slowed_threshold(config: Mapping[str, Any]) -> float:
-    """How much dearer in CPU time per sample a slowed window is, from a manifest's `config`:
+    """The band a slowed window falls below (cores.slowed), from a manifest's `config`:
     `slowed_threshold`, or for a folder from before it was recorded, today's constant."""
     value = config.get("slowed_threshold")
     return float(value) if value is not None else cores.SLOWED_FRACTION

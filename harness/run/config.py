@@ -60,7 +60,8 @@ class RunConfig:
     noisy_threshold: float = noise.NOISY_CORES  # foreign CPU, in cores, that makes a run noisy
     # cores a window left idle that its variant used elsewhere, that make it underused
     underused_threshold: float = cores.UNDERUSED_CORES
-    # how much dearer in CPU time per sample a window must be to be slowed (relative)
+    # the band a slowed window is slower than its variant's median by (relative); its CPU time
+    # per sample is dearer by at least half of it
     slowed_threshold: float = cores.SLOWED_FRACTION
     overhead: str = "reference"  # whose harness/bare ratio is measured: "reference" or "all"
     anatomy: bool = False  # break each single-process variant's step down after the runs
