@@ -27,13 +27,11 @@ test: setup
 	$(BIN)/python -m pytest -m "serial and not system"
 
 # Everything, as CI runs it: adds the system tests (loopback clusters, Ctrl-C and kill, long
-# hostile runs, Fashion-MNIST, the browser, the CI gate's own tests). Those that measure
-# nothing and whose deadlines hold on a busy machine join the parallel part (tests/conftest.py
-# SHARE_THE_MACHINE, `shares_the_machine`); the rest are `serial` and run alone. Three
-# processes on 2 cores: the parallel part waits on subprocesses, clusters and deadlines for a
-# third of its time (1.33 cores busy with two; 465 s against 512 s with three).
+# hostile runs, Fashion-MNIST, the browser, the CI gate's own tests). Those that measure and
+# race nothing join the parallel part (tests/conftest.py SHARE_THE_MACHINE); the rest are
+# `serial` and run alone.
 test-all: setup
-	$(BIN)/python -m pytest -m "not serial" -n 3 --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -m "not serial" -n 2 --dist loadfile --no-loadscope-reorder
 	$(BIN)/python -m pytest -m "serial"
 
 bench: setup

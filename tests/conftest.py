@@ -10,10 +10,10 @@ import pytest  # noqa: E402
 from harness.datasets import load_digits  # noqa: E402
 from harness.task import Task, make_task  # noqa: E402
 
-# System tests that neither time anything nor race a tight deadline (no speed or CPU reading,
-# no deadline a busy machine could miss): `make test-all` runs them in its parallel part, beside
-# other tests; so does a single test marked `shares_the_machine`. Every other system test is
-# also `serial`: it runs alone, after that part.
+# System tests that neither time anything nor race anything (no speed or CPU reading, no
+# signals, kill deadlines or ports chosen by hand): `make test-all` runs them in its parallel
+# part, beside other tests. Every other system test is also `serial`: it runs alone, after
+# that part.
 SHARE_THE_MACHINE = {
     "test_cli.py", "test_distributed_parity.py", "test_dtype.py", "test_parity.py",
     "test_report_browser.py", "test_hostile_inputs.py", "test_wide_deep_suite.py",
@@ -26,25 +26,20 @@ SHARE_THE_MACHINE = {
 # `--no-loadscope-reorder` is given (by default it hands out the files with most tests first, and
 # the single-test float64 file, 86 s, then ran alone at the end: 443 s against the other
 # process' 351 s). Ordered by their measured times in the full tier's parallel part (Intel
-# Xeon, 2 cores, with the cluster tests in it: 131 s down to 8 s); every file not named here
-# follows in collection order.
+# Xeon, 2 cores), every file not named here follows in collection order.
 LONGEST_FIRST = (
-    "test_parity.py", "test_distributed.py", "test_wide_deep_float64.py",
-    "test_hostile_inputs.py", "test_distributed_parity.py", "test_wide_deep_keras.py",
-    "test_wide_deep_suite.py", "test_as_written.py", "test_runner.py", "test_wide_deep_tf.py",
-    "test_hostile_results.py", "test_floor.py", "test_report.py", "test_variant_contract.py",
-    "test_cli.py", "test_hostile.py", "test_hostile_run.py", "test_resolution.py",
-    "test_compare.py", "test_dtype.py", "test_report_browser.py",
+    "test_parity.py", "test_wide_deep_float64.py", "test_wide_deep_keras.py",
+    "test_hostile_inputs.py", "test_wide_deep_suite.py", "test_distributed_parity.py",
+    "test_as_written.py", "test_runner.py", "test_wide_deep_tf.py", "test_hostile_results.py",
+    "test_floor.py", "test_report.py", "test_cli.py", "test_hostile.py",
+    "test_variant_contract.py", "test_hostile_run.py", "test_resolution.py", "test_compare.py",
 )  # fmt: skip
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects by markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        shares = item.path.name in SHARE_THE_MACHINE or item.get_closest_marker(
-            "shares_the_machine"
-        )
-        if item.get_closest_marker("system") and not shares:
+        if item.get_closest_marker("system") and item.path.name not in SHARE_THE_MACHINE:
             item.add_marker(pytest.mark.serial)
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole

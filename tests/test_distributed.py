@@ -183,7 +183,6 @@ def test_layout_reads_the_class_attributes_without_importing():
 
 
 @pytest.mark.system
-@pytest.mark.shares_the_machine
 def test_tf_config_names_every_peer_and_this_rank():
     config = json.loads(cluster.tf_config([1001, 1002], 1))
     assert config == {
@@ -348,7 +347,6 @@ def test_a_forked_rank_hanging_after_its_result_is_killed(tmp_path, monkeypatch)
 
 
 @pytest.mark.system
-@pytest.mark.shares_the_machine
 @pytest.mark.slow
 @pytest.mark.parametrize("fork", [False, True], ids=["cold", "forked"])
 def test_a_killed_rank_fails_the_run_fast_and_every_process_is_reaped(task_file, supervised, fork):
@@ -369,7 +367,6 @@ def test_a_killed_rank_fails_the_run_fast_and_every_process_is_reaped(task_file,
 
 
 @pytest.mark.system
-@pytest.mark.shares_the_machine
 @pytest.mark.slow
 @pytest.mark.parametrize("fork", [False, True], ids=["cold", "forked"])
 def test_a_frozen_rank_fails_the_run_instead_of_hanging_it(task_file, supervised, fork):
@@ -393,7 +390,6 @@ def test_a_frozen_rank_fails_the_run_instead_of_hanging_it(task_file, supervised
 
 
 @pytest.mark.system
-@pytest.mark.shares_the_machine
 @pytest.mark.slow
 @pytest.mark.parametrize("fork", [False, True], ids=["cold", "forked"])
 def test_killing_the_supervisor_kills_every_rank(task_file, supervised, fork):
@@ -413,7 +409,6 @@ def test_killing_the_supervisor_kills_every_rank(task_file, supervised, fork):
 
 
 @pytest.mark.system
-@pytest.mark.shares_the_machine
 @pytest.mark.slow
 @pytest.mark.parametrize("fork", [False, True], ids=["cold", "forked"])
 def test_a_diverging_cluster_is_a_divergence_not_a_failure(task_file, supervised, fork):
@@ -424,7 +419,6 @@ def test_a_diverging_cluster_is_a_divergence_not_a_failure(task_file, supervised
 
 
 @pytest.mark.system
-@pytest.mark.shares_the_machine
 @pytest.mark.slow
 @pytest.mark.parametrize("fork", [False, True], ids=["cold", "forked"])
 def test_a_taken_port_is_retried_on_other_ports(task_file, supervised, digits_task, fork):
@@ -451,7 +445,6 @@ def test_a_taken_port_is_retried_on_other_ports(task_file, supervised, digits_ta
 def test_a_peer_that_never_connects_fails_at_the_startup_deadline(task_file, supervised, fork):
     """The chief would wait for ever for a peer that never starts its strategy; the start-up
     deadline ends the run, after a dump of every rank's stacks into its log."""
-    # serial: beside another busy test a cold rank's import can miss the 8 s deadline
     config = worker_config(task_file, "tests.distributed_variants:NeverConnects", SGD(), 1)
     # long enough for a cold rank to import TensorFlow and reach its sleep in build
     run = supervised(config, extra=("--startup", "8"), fork=fork)
@@ -465,7 +458,6 @@ def test_a_peer_that_never_connects_fails_at_the_startup_deadline(task_file, sup
 
 
 @pytest.mark.system
-@pytest.mark.shares_the_machine
 @pytest.mark.slow
 def test_keras3_fit_under_multiworker_is_still_unsupported(task_file, supervised):
     """keras-team/keras#20585: Keras 3 `fit` under MultiWorkerMirroredStrategy fails. The run
@@ -485,7 +477,6 @@ def test_keras3_fit_under_multiworker_is_still_unsupported(task_file, supervised
 
 
 @pytest.mark.system
-@pytest.mark.shares_the_machine
 @pytest.mark.slow
 def test_mlpbench_run_with_two_workers(tmp_path):
     """The suite's path: `--workers 2` runs the multi-worker variant as a cluster and the
@@ -518,7 +509,6 @@ def test_mlpbench_run_with_two_workers(tmp_path):
 
 
 @pytest.mark.system
-@pytest.mark.shares_the_machine
 @pytest.mark.slow
 def test_mlpbench_run_cold_start_starts_cold_ranks(tmp_path):
     """`--cold-start`: the supervisor and each rank are fresh interpreters."""

@@ -220,7 +220,6 @@ def test_faults_of_warm_started_workers_are_recorded_alike(tmp_path):
 
 
 @pytest.mark.system
-@pytest.mark.shares_the_machine  # its one reading is a lower bound
 def test_warm_and_cold_starts_count_the_framework_import(tmp_path):
     """A warm run's import and first-step seconds include the import its server paid once, so
     they compare with a cold run's; the start method is recorded."""

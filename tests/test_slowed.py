@@ -134,11 +134,19 @@ def test_the_report_shows_slowed_windows_and_leaves_them_out_of_speed(doctored) 
 def test_a_real_window_whose_samples_cost_more_cpu_is_flagged(tmp_path: Path) -> None:
     """Two busy threads in every epoch, working twice as long in epoch 3: epoch 3 is flagged
     slowed (not underused) wherever the machine let the variant keep two cores busy."""
-    rows = judged(run_worker(tmp_path, "tests.thread_variants:OddEpochsDearer", 4))
-    rows = rows.set_index("epoch")
-    if rows.loc[2:, "cores"].min() < 1.6 or rows.loc[2:, "foreign"].max() > 0.1:
-        busy = f"two threads used {rows.loc[2:, 'cores'].round(2).tolist()} cores"
-        pytest.skip(f"the machine was busy: {busy}")
+    for attempt in range(3):  # another process' burst (a test's processes ending) passes
+        folder = tmp_path / str(attempt)
+        folder.mkdir()
+        rows = judged(run_worker(folder, "tests.thread_variants:OddEpochsDearer", 4))
+        rows = rows.set_index("epoch")
+        if rows.loc[2:, "cores"].min() >= 1.6 and rows.loc[2:, "foreign"].max() <= 0.1:
+            break
+    else:
+        busy = (
+            f"two threads used {rows.loc[2:, 'cores'].round(2).tolist()} cores, other processes "
+            f"{rows.loc[2:, 'foreign'].round(2).tolist()} CPU seconds"
+        )
+        pytest.skip(f"the machine was busy in 3 attempts: {busy}")
     # the worker's events carry no throughput (the runner adds it): every epoch trains the same
     # samples, so any count gives the same costs relative to the median window
     epochs = rows.reset_index().assign(samples_per_second=N_TRAIN / rows["seconds"].to_numpy())
