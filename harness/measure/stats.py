@@ -334,23 +334,19 @@ def two_level_resamples(
     return np.nanmedian(drawn.reshape(n_resamples, -1), axis=1)
 
 
-def process_t_interval(
-    a: Nested | None, b: Nested, confidence: float = 0.95
-) -> tuple[float, float]:
-    """The log half-widths below and above from Student's t on the processes' log medians: of
-    B's pooled median alone (`a` None; n - 1 degrees of freedom), or of B over A (Welch's
-    interval, Welch-Satterthwaite degrees of freedom). (inf, inf) when a side has fewer than 2
-    processes."""
+def process_t_half_width(a: Nested | None, b: Nested, confidence: float = 0.95) -> float:
+    """The half-width, in logs, of Student's t interval on the processes' log medians: of B's
+    pooled median alone (`a` None; n - 1 degrees of freedom), or of B over A (Welch's interval,
+    Welch-Satterthwaite degrees of freedom). inf when a side has fewer than 2 processes."""
     sides = [np.log(process_medians(side)) for side in (a, b) if side is not None]
     if min(s.size for s in sides) < 2:
-        return math.inf, math.inf
+        return math.inf
     variances = [float(np.var(s, ddof=1)) / s.size for s in sides]
     total = sum(variances)
     if total == 0:
-        return 0.0, 0.0
+        return 0.0
     df = total**2 / sum(v**2 / (s.size - 1) for v, s in zip(variances, sides, strict=True))
-    half = float(scipy_stats.t.ppf((1 + confidence) / 2, df)) * math.sqrt(total)
-    return half, half
+    return float(scipy_stats.t.ppf((1 + confidence) / 2, df)) * math.sqrt(total)
 
 
 MIN_PROCESSES = 3  # fewer say nothing of the spread between processes
@@ -365,8 +361,8 @@ def relative_half_width(nested: Nested, confidence: float = 0.95) -> float:
     median = pooled_median(nested)
     draws = two_level_resamples(nested)
     low, high = np.nanquantile(draws, [(1 - confidence) / 2, (1 + confidence) / 2])
-    below, above = process_t_interval(None, nested, confidence)
-    low, high = min(low, median * math.exp(-below)), max(high, median * math.exp(above))
+    half = process_t_half_width(None, nested, confidence)
+    low, high = min(low, median * math.exp(-half)), max(high, median * math.exp(half))
     return float((high - low) / 2 / median)
 
 
@@ -418,8 +414,8 @@ def speed_ratio(
     ratios = two_level_resamples(b, n_resamples, rng) / two_level_resamples(a, n_resamples, rng)
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(ratios, [tail, 100 - tail])
-    below, above = process_t_interval(a, b, confidence)
-    low, high = min(low, ratio * math.exp(-below)), max(high, ratio * math.exp(above))
+    half = process_t_half_width(a, b, confidence)
+    low, high = min(low, ratio * math.exp(-half)), max(high, ratio * math.exp(half))
     return SpeedRatio(ratio, float(low), float(high), (na, nb), resolution, confidence)
 
 
