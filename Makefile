@@ -28,10 +28,12 @@ test: setup
 
 # Everything, as CI runs it: adds the system tests (loopback clusters, Ctrl-C and kill, long
 # hostile runs, Fashion-MNIST, the browser, the CI gate's own tests). Those that measure and
-# race nothing join the parallel part (tests/conftest.py SHARE_THE_MACHINE); the rest are
-# `serial` and run alone.
+# race nothing join the parallel part (tests/conftest.py SHARE_THE_MACHINE); the cluster tests,
+# which race deadlines but read no speed, run two at a time beside each other only
+# (TWO_AT_A_TIME); the rest are `serial` and run alone.
 test-all: setup
-	$(BIN)/python -m pytest -m "not serial" -n 2 --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -m "not serial and not two_at_a_time" -n 2 --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -m "two_at_a_time" -n 2 --dist load
 	$(BIN)/python -m pytest -m "serial"
 
 bench: setup

@@ -185,7 +185,8 @@ def train_steps(benchmark, name, task, batch_size, config, calibration):
     references = references[-rounds:]  # warm-up rounds ran their reference too
     benchmark.extra_info["reference"] = backend
     benchmark.extra_info["reference_seconds"] = references
-    record_roofline(benchmark, name, batch_size, calibration(batch_size))
+    if config.calibration_seconds is not None:
+        record_roofline(benchmark, name, batch_size, calibration(batch_size))
 
 
 def time_rounds(
@@ -231,6 +232,8 @@ def interleaved(
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_gemm_roofline(benchmark, backend, batch_size, config, calibration):
     """The same steps' GEMMs alone: the floor every variant's row is compared against."""
+    if config.calibration_seconds is None:
+        pytest.skip(f"no roofline in the {config.mode} mode: MLPBENCH_BENCH_MODE=full")
     step = gemm_step(backend, config.spec, batch_size)
     steps = config.steps(batch_size)
 
