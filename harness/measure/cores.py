@@ -86,6 +86,8 @@ def underused(
     cpus: int,
     threshold: float = UNDERUSED_CORES,
     noisy_threshold: float = noise.NOISY_CORES,
+    samples: Sequence[float] | None = None,
+    band: float = SLOWED_FRACTION,
 ) -> np.ndarray:
     """Which of one variant's steady windows (every seed's) left cores idle that the variant
     used elsewhere: a bool per window.
@@ -94,7 +96,11 @@ def underused(
     (reference - its cores) exceeds `threshold` by 2.326 standard errors (its own and the
     reference's, taken as one window of the median length), and the machine's idle cores in it
     exceed `threshold` by 2.326 of its standard errors: the cores were free, and the worker did
-    not use them. A window in which other processes used the CPU is `noisy` (noise.assess on
+    not use them. Given the windows' `samples`, a window is also underused when it fell below
+    the band (`band`, relative, under the variant's median window's speed) and the cores it left
+    idle explain at least half of that: (reference - its cores) / reference exceeds band / 2 by
+    2.326 standard errors, with as many cores free (the rule `slowed` applies to CPU time per
+    sample). A window in which other processes used the CPU is `noisy` (noise.assess on
     that window alone with `noisy_threshold`), not underused: outside load that takes a core
     leaves none idle, and one that comes and goes stalls a thread that its peers then wait for.
     Windows without a reading (NaN) are not judged and do not count in the reference.
@@ -108,11 +114,16 @@ def underused(
         return flags
     cores = own_a[valid] / sec[valid]
     reference = float(np.quantile(cores, BUSIEST_QUANTILE))
+    limit = np.full(cores.shape, threshold)
+    if samples is not None:  # below the band: idle cores that explain half of it are enough
+        speed = np.asarray(samples, dtype=np.float64)[valid] / sec[valid]
+        slow = speed < np.nanmedian(speed) * (1 - band)
+        limit[slow] = np.minimum(threshold, band / 2 * reference)
     se_reference = own_standard_error(np.array([np.median(sec[valid])]))[0]
     se_own = own_standard_error(sec[valid])
-    short = reference - cores - _Z_ONE_SIDED_99 * np.hypot(se_own, se_reference) > threshold
+    short = reference - cores - _Z_ONE_SIDED_99 * np.hypot(se_own, se_reference) > limit
     se_idle = standard_error(sec[valid], cpus)
-    spare = idle_a[valid] / sec[valid] - _Z_ONE_SIDED_99 * se_idle > threshold
+    spare = idle_a[valid] / sec[valid] - _Z_ONE_SIDED_99 * se_idle > limit
     quiet = np.array([not noisy_window(f, t, cpus, noisy_threshold)
                       for f, t in zip(foreign_a[valid], sec[valid], strict=True)])  # fmt: skip
     flags[valid] = short & spare & quiet

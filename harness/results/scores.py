@@ -216,10 +216,12 @@ def underused_rows(
     threshold: float = cores.UNDERUSED_CORES,
     warmup: int = WARMUP_EPOCHS,
     noisy_threshold: float = noise.NOISY_CORES,
+    band: float = cores.SLOWED_FRACTION,
 ) -> pd.Series:
     """For the epoch rows of one results folder, whether each is an underused window
-    (harness/measure/cores.py): judged among the steady windows of its variant, every seed's.
-    Warm-up rows and rows without own or idle CPU readings are never flagged."""
+    (harness/measure/cores.py): judged among the steady windows of its variant, every seed's;
+    `band` the one a slow window falls below (the slowed threshold). Warm-up rows and rows
+    without own or idle CPU readings are never flagged."""
     import pandas as pd  # here, not at the top: the worker imports this module
 
     flags = pd.Series(False, index=epochs.index, dtype=bool)
@@ -227,12 +229,18 @@ def underused_rows(
         return flags
     rows = steady_rows(epochs, warmup)
     for _, group in rows.groupby("variant", sort=False):
-        own, idle, foreign, seconds = _readings(
-            group, "own_cpu_seconds", "idle_cpu_seconds", "foreign_cpu_seconds", "seconds"
+        own, idle, foreign, seconds, speed = _readings(
+            group,
+            "own_cpu_seconds",
+            "idle_cpu_seconds",
+            "foreign_cpu_seconds",
+            "seconds",
+            "samples_per_second",
         )  # no foreign reading: not judged noisy
         flags.loc[group.index] = cores.underused(
-            own, idle, foreign, seconds, cpus, threshold, noisy_threshold
-        )
+            own, idle, foreign, seconds, cpus, threshold, noisy_threshold,
+            samples=speed * seconds, band=band,
+        )  # fmt: skip
     return flags
 
 
@@ -306,6 +314,7 @@ def recorded_underused_rows(manifest: Mapping[str, Any], epochs: pd.DataFrame) -
         recorded_underused_threshold(config),
         recorded_warmup(config),
         recorded_noisy_threshold(config),
+        recorded_slowed_threshold(config),
     )
 
 
