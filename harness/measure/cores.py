@@ -115,8 +115,10 @@ def underused(
     cores = own_a[valid] / sec[valid]
     reference = float(np.quantile(cores, BUSIEST_QUANTILE))
     limit = np.full(cores.shape, threshold)
-    if samples is not None:  # below the band: idle cores that explain half of it are enough
+    speed = np.full(cores.shape, np.nan)
+    if samples is not None:
         speed = np.asarray(samples, dtype=np.float64)[valid] / sec[valid]
+    if np.isfinite(speed).any():  # below the band: idle cores that explain half of it suffice
         slow = speed < np.nanmedian(speed) * (1 - band)
         limit[slow] = np.minimum(threshold, band / 2 * reference)
     se_reference = own_standard_error(np.array([np.median(sec[valid])]))[0]
