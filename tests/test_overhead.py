@@ -4,6 +4,7 @@ target is a benchmark, not a unit test: nothing here asserts speed."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -43,12 +44,41 @@ def test_overhead_of_numpy_scratch():
     json.dumps(result)
 
 
+# In a process of its own (placing threads would pin this test process' own): the bare loop,
+# then the main thread's CPUs, which a round-robin placement leaves at one.
+PLACED_CPUS = """
+import os, sys
+from harness.datasets import load_digits
+from harness.run.overhead import bare_seconds
+from harness.task import make_task
+from variants.base import Adam
+task = make_task(load_digits(), hidden=(16,), epochs=2, seed=0)
+bare_seconds("tf2_function", task, Adam(), 128, sys.argv[1])
+print(len(os.sched_getaffinity(0)))
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: nothing to place")
+def test_the_bare_loop_places_its_threads_as_the_suite_does():
+    """The harness side runs the worker with the suite's placement; once the bare side never
+    placed its threads, and harness/bare read the placement's effect as the harness' cost."""
+
+    def cpus(mode: str) -> int:
+        cmd = [sys.executable, "-c", PLACED_CPUS, mode]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+        return int(done.stdout.split()[-1])
+
+    assert cpus("round-robin") == 1
+    assert cpus("none") == len(os.sched_getaffinity(0))
+
+
 def test_module_prints_json():
     cmd = [sys.executable, "-m", "harness.run.overhead", "--variant", "numpy_scratch"]
     cmd += ["--hidden", "16", "--epochs", "2", "--rounds", "1"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
     result = json.loads(done.stdout)["numpy_scratch"]
     assert result["rounds"] == 1 and result["ratio_median"] > 0
+    assert result["thread_affinity"] == "round-robin"  # as `mlpbench run` places them
 
 
 @pytest.mark.system
@@ -69,6 +99,8 @@ def test_overhead_of_every_variant_lands_in_results(tmp_path):
     for name, measured in each.items():
         # 3 ABBA pairs (after_runs.OVERHEAD_ROUNDS_EACH) of 3-epoch blocks: 2 timed epochs each
         assert measured["variant"] == name and len(measured["ratios"]) == 6, measured
+        # measured with the suite's own thread placement on both sides
+        assert measured["thread_affinity"] == results.manifest["config"]["thread_affinity"]
         row = results.summary.set_index("variant").loc[name]
         assert row["harness_overhead"] == pytest.approx(measured["ratio_median"], rel=1e-8)
     activities = [a["activity"] for a in results.manifest["timeline"]]

@@ -107,7 +107,7 @@ class AfterRuns:
             # on digits whatever the suite's data: the shortest epochs, where the harness'
             # per-epoch work weighs most, and seconds instead of minutes on 60,000 images
             argv = ["--variant", variants.REFERENCE, "--dataset", "digits", *sizes]
-            argv += ["--rounds", str(OVERHEAD_ROUNDS), "--epochs", "6"]
+            argv += ["--rounds", str(OVERHEAD_ROUNDS), "--epochs", "6", *self._placement()]
             result = self._run_module("harness.run.overhead", argv)
             self.manifest["overhead"] = overhead = result.get(variants.REFERENCE, result)
             if overhead.get("ratio_median"):
@@ -130,11 +130,16 @@ class AfterRuns:
             self.note(f"measuring the harness' overhead on {name}")
             argv = ["--variant", name if name in self.config.registry else path, *data, *sizes]
             argv += ["--task", self.config.task]
-            argv += ["--rounds", str(OVERHEAD_ROUNDS_EACH), "--epochs", "3"]
+            argv += ["--rounds", str(OVERHEAD_ROUNDS_EACH), "--epochs", "3", *self._placement()]
             result = self._run_module("harness.run.overhead", argv)
             done[name] = next(iter(result.values())) if "error" not in result else result
             if done[name].get("ratio_median"):
                 self.note(f"harness/bare of {name}: {done[name]['ratio_median']:.3f}")
+
+    def _placement(self) -> list[str]:
+        """The suite's thread placement, for the overhead's two sides: the harness measured as
+        the suite's runs were."""
+        return ["--thread-affinity", self.config.thread_affinity]
 
     def _anatomy(self, sizes: list[str]) -> None:
         """--anatomy: every single-process variant's steady step, part by part, at the suite's

@@ -40,7 +40,7 @@ import numpy as np
 import variants
 from harness.measure.stats import spread
 from harness.results import scores
-from harness.run import worker
+from harness.run import affinity, worker
 from harness.task import Task, make_task
 from variants.base import Adam, Optimizer, optimizer_to_dict
 
@@ -48,14 +48,21 @@ DEFAULT_VARIANTS = ("numpy_scratch", "tf2_function")
 
 
 def bare_seconds(
-    variant_name: str, task: Task, optimizer: Optimizer, batch_size: int
+    variant_name: str,
+    task: Task,
+    optimizer: Optimizer,
+    batch_size: int,
+    thread_affinity: str = "none",
 ) -> list[float]:
     """The seconds of each of epochs 2..N of a bare training loop (the module's docstring
-    says what it does and does not do)."""
+    says what it does and does not do). With `thread_affinity` "round-robin" its threads are
+    placed before every epoch, as the worker places them and as the README tells users to."""
     variant = variants.load(variants.resolve(variant_name, task.spec.task))()
     variant.build(task.spec, optimizer, task.init_weights)
     seconds = []
     for epoch in range(task.epochs):
+        if thread_affinity == "round-robin":
+            affinity.pin_threads()
         # Each epoch's data is made right before it, as the harness makes it. Made for all
         # epochs in advance, the bare side read slower: on Fashion-MNIST 10 of 16 variants
         # had the harness 2-18 % faster than bare (made this way, four of them read 0.96-1.03).
@@ -67,7 +74,12 @@ def bare_seconds(
 
 
 def harness_seconds(
-    variant_name: str, task: Task, task_path: Path, optimizer: Optimizer, batch_size: int
+    variant_name: str,
+    task: Task,
+    task_path: Path,
+    optimizer: Optimizer,
+    batch_size: int,
+    thread_affinity: str = "none",
 ) -> list[float]:
     """The seconds of each of epochs 2..N as a suite measures them: the worker's training run
     on the task saved at `task_path`, and the epoch seconds of its events."""
@@ -79,6 +91,7 @@ def harness_seconds(
         batch_size=batch_size,
         epochs=task.epochs,
         device="cpu",
+        thread_affinity=thread_affinity,
     )
     stream = io.StringIO()
     worker.train(config, worker.Events(stream), started=time.time())
@@ -93,9 +106,12 @@ def measure(
     batch_size: int,
     rounds: int,
     optimizer: Optimizer | None = None,
+    thread_affinity: str = "none",
 ) -> dict[str, Any]:
     """Harness/bare throughput ratio of one variant over `rounds` ABBA pairs. Every block
-    trains all of `task`'s epochs (at least 2: the first is never timed)."""
+    trains all of `task`'s epochs (at least 2: the first is never timed). Both sides place
+    their threads by `thread_affinity` (harness/run/affinity.py), so that the ratio is what
+    the harness adds to a loop run as a suite runs it, not the placement's own effect."""
     epochs = task.epochs
     if epochs < 2:
         raise ValueError("the task needs at least 2 epochs: epoch 1 is never timed")
@@ -109,10 +125,14 @@ def measure(
             # ABBA: the order flips every round so that a drift in load favours neither side.
             for kind in ("bare", "harness") if r % 2 == 0 else ("harness", "bare"):
                 if kind == "bare":
-                    bare.append(bare_seconds(variant_name, task, optimizer, batch_size))
+                    bare.append(
+                        bare_seconds(variant_name, task, optimizer, batch_size, thread_affinity)
+                    )
                 else:
                     harness.append(
-                        harness_seconds(variant_name, task, task_path, optimizer, batch_size)
+                        harness_seconds(
+                            variant_name, task, task_path, optimizer, batch_size, thread_affinity
+                        )
                     )
     n = len(task.x_train)
     bare_epochs = [[n / s for s in block] for block in bare]
@@ -146,6 +166,7 @@ def measure(
         "batch_size": batch_size,
         "layer_sizes": list(task.spec.layer_sizes),
         "optimizer": repr(optimizer),
+        "thread_affinity": thread_affinity,
         "harness_driver": "harness.run.worker:train",
     }
 
@@ -166,6 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=4, help="per block; the first is never timed")
     parser.add_argument("--rounds", type=int, default=10, help="ABBA pairs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--thread-affinity", choices=affinity.MODES, default="round-robin",
+        help="how both sides place their threads; default round-robin, as `mlpbench run`",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # stdout carries only JSON
 
@@ -175,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     data = load(args.dataset, args.data_dir)
     task = make_task(data, hidden, args.epochs, args.seed, task=args.task)
     results = {
-        name: measure(name, task, args.batch_size, args.rounds)
+        name: measure(name, task, args.batch_size, args.rounds, None, args.thread_affinity)
         for name in args.variant or DEFAULT_VARIANTS
     }
     json.dump(results, sys.stdout, indent=2)
