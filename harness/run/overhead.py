@@ -200,7 +200,9 @@ def main(argv: list[str] | None = None) -> None:
     data = load(args.dataset, args.data_dir)
     task = make_task(data, hidden, args.epochs, args.seed, task=args.task)
     results = {
-        name: measure(name, task, args.batch_size, args.rounds, None, args.thread_affinity)
+        name: measure(
+            name, task, args.batch_size, args.rounds, thread_affinity=args.thread_affinity
+        )
         for name in args.variant or DEFAULT_VARIANTS
     }
     json.dump(results, sys.stdout, indent=2)

@@ -263,7 +263,8 @@ def test_harness_overhead(benchmark, name, config):
     # threads it pins stay pinned)
     result = benchmark.pedantic(
         measure,
-        args=(name, task, 128, config.overhead_rounds, None, "round-robin"),
+        args=(name, task, 128, config.overhead_rounds),
+        kwargs={"thread_affinity": "round-robin"},
         rounds=1,
         iterations=1,
     )
